@@ -1,0 +1,90 @@
+"""`gcrm`: run the kit's notebooks headless through papermill with a validated params file.
+
+    gcrm run 01_rm_training --params toy          # params/01_rm_training/toy.yaml
+    gcrm run all --params toy                     # every notebook that has that params file, in order
+    gcrm run 01_rm_training --params toy --run-dir outputs/01_rm_training/toy/<run>   # resume that run
+    gcrm check                                    # validate every params file
+
+The params file is read into the notebook's params dataclass first (unknown keys and wrong types stop the run
+before anything starts), the run folder is created, then papermill executes the notebook with the resolved
+params and writes the executed copy into the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .params import NOTEBOOK_PARAMS, ParamsError, load_params, to_dict
+from .runs import project_root, start_run
+
+
+def params_path(notebook: str, name: str) -> Path:
+    """`name` is a file path, or a params name looked up in params/<notebook>/<name>.yaml."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return project_root() / "params" / notebook / f"{name}.yaml"
+
+
+def run_notebook(notebook: str, params_name: str, run_dir: str | None = None, log_output: bool = True) -> Path:
+    """Validate params, open the run folder, execute the notebook into it. Returns the run folder."""
+    import papermill as pm
+
+    p = load_params(notebook, params_path(notebook, params_name))
+    if run_dir:
+        p.run_dir = str(Path(run_dir).resolve())
+    # the run folder exists (with params.resolved.yaml) before papermill writes the executed notebook into it;
+    # the notebook's own start_run then finds and reuses it
+    p.run_dir = str(start_run(p).dir)
+    nb = project_root() / "notebooks" / f"{notebook}.ipynb"
+    out = Path(p.run_dir) / f"{notebook}.ipynb"
+    print(f"[gcrm] {notebook} with {params_path(notebook, params_name)} -> {p.run_dir}", flush=True)
+    pm.execute_notebook(str(nb), str(out), parameters=to_dict(p), kernel_name="python3",
+                        cwd=str(nb.parent), log_output=log_output, progress_bar=False)
+    print(f"[gcrm] done: {p.run_dir}", flush=True)
+    return Path(p.run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gcrm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute a notebook (or all) with a params file")
+    r.add_argument("notebook", help=f"one of {sorted(NOTEBOOK_PARAMS)} or 'all'")
+    r.add_argument("--params", default="toy", help="params name (params/<notebook>/<name>.yaml) or a YAML path")
+    r.add_argument("--run-dir", default=None, help="an existing run folder to resume (one notebook only)")
+    r.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
+    sub.add_parser("check", help="validate every params file under params/")
+    args = ap.parse_args(argv)
+
+    try:
+        if args.cmd == "check":
+            n = 0
+            for nb in sorted(NOTEBOOK_PARAMS):
+                for f in sorted((project_root() / "params" / nb).glob("*.yaml")):
+                    load_params(nb, f)
+                    n += 1
+            print(f"[gcrm] {n} params files valid")
+            return 0
+        notebooks = sorted(NOTEBOOK_PARAMS) if args.notebook == "all" else [args.notebook]
+        if args.notebook != "all" and args.notebook not in NOTEBOOK_PARAMS:
+            ap.error(f"unknown notebook {args.notebook!r}; known: {sorted(NOTEBOOK_PARAMS)}")
+        if args.run_dir and len(notebooks) > 1:
+            ap.error("--run-dir resumes one notebook; name it")
+        done = []
+        for nb in notebooks:
+            if args.notebook == "all" and not params_path(nb, args.params).is_file():
+                print(f"[gcrm] {nb}: no params '{args.params}', skipped")
+                continue
+            done.append(run_notebook(nb, args.params, args.run_dir, log_output=not args.quiet))
+        for d in done:
+            print(f"[gcrm] run folder: {d}")
+        return 0
+    except ParamsError as e:
+        print(f"[gcrm] params error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Params dataclasses, one per notebook, built from small shared pieces; strict YAML loading.
+
+Each notebook has one params class (its docstring names the notebook). Its fields are mirrored by the
+notebook's papermill parameters cell and by the YAML files in ``params/<notebook>/``. A YAML file is a short
+diff over the dataclass defaults; nested sections may be given in part. Unknown keys and wrong types are
+errors that name the file and the key, raised before anything runs (papermill itself only warns).
+
+Building params does no I/O; `start_run` makes the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """Invalid params; the message names the source file (if any) and the dotted key."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared pieces
+
+
+@dataclass
+class WorldParams:
+    """The toy world: how the base model's corpus is made (see gcrm_kit.toyworld)."""
+
+    corpus_size: int = 30000
+    """number of (question, solution) examples the base policy is trained on"""
+    corpus_mixture: dict[str, float] = field(default_factory=lambda: {
+        "id": 0.4, "short_chain": 0.1, "long_chain": 0.2, "new_operator": 0.15, "verbal": 0.15})
+    """weights of the problem distributions in the base corpus (names from toyworld.SPLITS): the base model
+    knows every split; reward models are trained on `id` alone"""
+    step_error_rate: float = 0.12
+    """probability that a corpus solution's step is wrong"""
+    operand_slip_share: float = 0.25
+    """share of wrong steps that copy a wrong operand (the rest write a wrong result)"""
+    correction_mark_rate: float = 0.5
+    """share of erroneous corpus solutions whose wrong steps carry the correction mark '!'"""
+    verdict_rate: float = 0.5
+    """share of corpus solutions followed by a verdict '|Y' / '|N'"""
+
+
+@dataclass
+class PolicyParams:
+    """The tiny Llama policy (also the reward models' initialisation) and its supervised fine-tuning."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 128
+    epochs: float = 3.0
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class PairsParams:
+    """How preference pairs are sampled: N solutions per question, one (correct, incorrect) pair per question
+    that has both, as the paper pairs OpenMathInstruct-1 solutions."""
+
+    n_questions: int = 4000
+    samples_per_question: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    heldout_fraction: float = 0.1
+    """share of pairs held out for pairwise accuracy"""
+    batch_size: int = 256
+    """generation batch size"""
+
+
+@dataclass
+class ContrastiveParams:
+    """The goal-conditioned contrastive term (PAPER.md section 3). Its weight is set per reward model."""
+
+    n_positive: int = 16
+    """S: (source, later goal) draws in the preferred response"""
+    n_negative: int = 16
+    """U: source states in the preferred response, and as many negative goals in the dispreferred one"""
+    variant: Literal["cosine", "cosine_avg"] = "cosine"
+    """`cosine`: mean of sigmoid(cos) over all source-goal pairs; `cosine_avg`: goals averaged first"""
+    source_range: tuple[float, float] = (0.0, 1.0)
+    """where sources are drawn, as fractions of the response from its start"""
+    goal_range: tuple[float, float] = (0.0, 1.0)
+    """where goals are drawn; must not start or end before source_range, so goals never precede sources"""
+
+
+@dataclass
+class RewardModelSpec:
+    """One reward model to train: a name and its objective weights (BT + contrastive_weight * contrastive)."""
+
+    name: str = "baseline"
+    contrastive_weight: float = 0.0
+
+
+@dataclass
+class RewardTrainingParams:
+    """Reward-model optimisation, shared by every reward model of a run (same data, same seeds)."""
+
+    epochs: float = 1.0
+    batch_size: int = 32
+    """pairs per step (2x sequences)"""
+    learning_rate: float = 3e-4
+    """chosen on the toy world by the baseline's held-out pairwise accuracy (README, "Choosing the defaults")"""
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    """longest sequence in tokens; longer pairs are skipped and counted"""
+    logging_steps: int = 10
+    save_steps: int = 100
+    """checkpoint interval, for resuming"""
+
+
+@dataclass
+class EvaluationParams:
+    """Sampled solutions per split scored by every reward model (AUROC for correctness)."""
+
+    splits: list[str] = field(default_factory=lambda: ["id", "short_chain", "long_chain", "new_operator", "verbal"])
+    n_questions: int = 500
+    """questions per split, one sampled solution each"""
+    temperature: float = 1.0
+    batch_size: int = 256
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one class per notebook
+
+
+@dataclass
+class RMTrainingParams:
+    """Params of notebook 01_rm_training: build the toy world, train baseline and goal-conditioned reward
+    models on the same pairs and seeds, evaluate them in and out of distribution."""
+
+    notebook: ClassVar[str] = "01_rm_training"
+
+    params_name: str = "default"
+    """name of the params file this run came from (the run's output folder); set by `load_params`"""
+    seed: int = 0
+    """seeds the world, the policy and the pair sampling"""
+    rm_seeds: list[int] = field(default_factory=lambda: [0])
+    """every reward model is trained once per seed here (initialisation of the head, contrastive draws, order)"""
+    output_root: str = "outputs"
+    run_dir: str = ""
+    """an existing run folder of this notebook to work in (`gcrm run` prepares one; give an interrupted run's
+    folder to resume it, same params); empty: a new run folder"""
+    world: WorldParams = field(default_factory=WorldParams)
+    policy: PolicyParams = field(default_factory=PolicyParams)
+    pairs: PairsParams = field(default_factory=PairsParams)
+    contrastive: ContrastiveParams = field(default_factory=ContrastiveParams)
+    reward_models: list[RewardModelSpec] = field(default_factory=lambda: [
+        RewardModelSpec("baseline", 0.0), RewardModelSpec("goal_conditioned", 0.5)])
+    training: RewardTrainingParams = field(default_factory=RewardTrainingParams)
+    evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+
+    @property
+    def params_stem(self) -> str:
+        return self.params_name
+
+    def validate(self) -> None:
+        from .toyworld.problems import SPLITS
+
+        c = self.contrastive
+        for key, (lo, hi) in (("contrastive.source_range", c.source_range), ("contrastive.goal_range", c.goal_range)):
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ParamsError(f"{key}: need 0 <= low <= high <= 1, got {[lo, hi]}")
+        if c.goal_range[0] < c.source_range[0] or c.goal_range[1] < c.source_range[1]:
+            raise ParamsError("contrastive.goal_range must not start or end before contrastive.source_range "
+                              f"(goals follow sources), got source {list(c.source_range)} goal {list(c.goal_range)}")
+        for key in ("n_positive", "n_negative"):
+            if getattr(c, key) < 1:
+                raise ParamsError(f"contrastive.{key} must be >= 1")
+        names = [r.name for r in self.reward_models]
+        if not names or len(set(names)) != len(names):
+            raise ParamsError(f"reward_models: need at least one, with distinct names, got {names}")
+        for name in list(self.world.corpus_mixture) + list(self.evaluation.splits):
+            if name not in SPLITS:
+                raise ParamsError(f"unknown split {name!r}; known: {sorted(SPLITS)}")
+        if not self.rm_seeds:
+            raise ParamsError("rm_seeds: need at least one seed")
+        if not 0.0 < self.pairs.heldout_fraction < 1.0:
+            raise ParamsError("pairs.heldout_fraction must be in (0, 1)")
+
+
+NOTEBOOK_PARAMS: dict[str, type] = {RMTrainingParams.notebook: RMTrainingParams}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# strict conversion
+
+
+def _check(tp: Any, value: Any, key: str) -> Any:
+    """Convert `value` to type `tp` or raise ParamsError naming `key`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            try:
+                return _check(a, value, key)
+            except ParamsError:
+                continue
+        raise ParamsError(f"{key}: {value!r} is none of {args}")
+    if origin is Literal:
+        if value not in args:
+            raise ParamsError(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{key}: expected a list, got {value!r}")
+        return [_check(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ParamsError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_check(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {value!r}")
+        return {_check(args[0], k, f"{key}.{k}"): _check(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ParamsError(f"{key}: unsupported type {tp}")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a (possibly partial) mapping; missing keys keep their defaults.
+
+    Raises ParamsError for an unknown key (naming it and the known ones) or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        where = f" in {prefix}" if prefix else ""
+        raise ParamsError(f"unknown key(s) {[f'{prefix}.{k}' if prefix else k for k in unknown]}{where}; "
+                          f"known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            # a partial section overrides only the keys it names
+            default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING \
+                else known[name].default
+            value = {**to_dict(default), **value}
+        kwargs[name] = _check(tp, value, key)
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate") and not prefix:
+        obj.validate()
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict of YAML-able values (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def load_params(notebook: str, path: str | Path) -> Any:
+    """Read `params/<notebook>/<name>.yaml` (or any YAML path) into the notebook's params class.
+
+    The file's stem becomes `params_name`. Errors name the file and the key.
+    """
+    cls = NOTEBOOK_PARAMS.get(notebook)
+    if cls is None:
+        raise ParamsError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_PARAMS)}")
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    if "params_name" in raw and raw["params_name"] != path.stem:
+        raise ParamsError(f"{path}: params_name {raw['params_name']!r} differs from the file name {path.stem!r}")
+    raw = {**raw, "params_name": path.stem}
+    try:
+        return from_dict(cls, raw)
+    except ParamsError as e:
+        raise ParamsError(f"{path}: {e}") from None
+
+
+def from_notebook(cls: type, namespace: dict) -> Any:
+    """Collect `cls`'s fields from a notebook's globals (its parameters cell, as papermill left it)."""
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in namespace]
+    if missing:
+        raise ParamsError(f"parameters cell lacks {missing}")
+    return from_dict(cls, {f.name: namespace[f.name] for f in dataclasses.fields(cls)})
+
+
+def parameters_cell_defaults(cls: type) -> dict[str, Any]:
+    """The parameters cell's variables and values for `cls`: every field at its default, as plain values."""
+    return to_dict(cls())

@@ -1,0 +1,57 @@
+"""Plotly figures for every notebook. Notebooks call these; no figure is drawn by code living in a notebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .runs import atomic_write_text
+
+TRAINING_METRICS = ("bt_loss", "contrastive_loss", "accuracy", "reward_margin")
+
+
+def training_curves(logs: dict[str, list[dict]], metrics: tuple[str, ...] = TRAINING_METRICS) -> go.Figure:
+    """One panel per metric, one line per reward model run. `logs`: run name -> Trainer log_history."""
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+    groups = sorted({name.rsplit("_seed", 1)[0] for name in logs})
+    for name, history in logs.items():
+        color = palette[groups.index(name.rsplit("_seed", 1)[0]) % len(palette)]
+        for col, m in enumerate(metrics, 1):
+            pts = [(h["step"], h[m]) for h in history if m in h]
+            if not pts:
+                continue
+            fig.add_trace(go.Scatter(x=[s for s, _ in pts], y=[v for _, v in pts], mode="lines", name=name,
+                                     legendgroup=name, showlegend=col == 1, line={"color": color}),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=350, width=320 * len(metrics), title="Reward-model training (train batches)")
+    return fig
+
+
+def auroc_by_split(summary: list[dict]) -> go.Figure:
+    """Grouped bars: AUROC of the final reward for correctness per split, one bar per reward model, mean with
+    sample std over seeds as error bars. The dashed line is chance (0.5)."""
+    fig = go.Figure()
+    for entry in summary:
+        splits = list(entry["auroc"])
+        fig.add_trace(go.Bar(
+            name=f"{entry['reward_model']} (n={entry['n_seeds']})", x=splits,
+            y=[entry["auroc"][s]["mean"] for s in splits],
+            error_y={"type": "data", "array": [entry["auroc"][s]["std"] for s in splits]}))
+    fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance")
+    fig.update_layout(barmode="group", yaxis={"title": "AUROC (correctness)", "range": [0.3, 1.0]},
+                      title="AUROC of the final reward, in and out of distribution", height=400, width=800)
+    return fig
+
+
+def save_figure(fig: go.Figure, stem: str | Path) -> tuple[Path, Path]:
+    """Write `<stem>.html` (plotly.js in a shared file beside it, so it opens offline) and `<stem>.json`."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    html = stem.with_suffix(".html")
+    fig.write_html(html, include_plotlyjs="directory")
+    js = atomic_write_text(stem.with_suffix(".json"), fig.to_json())
+    return html, js

@@ -1,0 +1,332 @@
+"""Stage of notebook 01_rm_training: the toy world, preference pairs, reward-model training and evaluation.
+
+Each step is a function the notebook calls in turn (so a reading group sees the steps), and
+`train_reward_models(p)` runs them all for headless use. Order of every training body: seed, data, tokenizer,
+model, trainer, train, save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from . import evaluation, plots
+from .data import GenerationRecord, PairCollator, PreferencePair, encode_pairs, load_jsonl, save_jsonl
+from .generation import sample_responses
+from .models import load_reward_model, reward_model_from_policy, score
+from .params import RMTrainingParams, RewardModelSpec, to_dict
+from .qvalues import build_prototype
+from .runs import Run, atomic_write_json, cached, seed_everything, start_run, to_jsonable
+from .toyworld import MARK_CHARS, SPLITS, sample_problems, verify
+from .toyworld.policy import get_policy, policy_cache_key
+from .training import RewardTrainer
+
+log = logging.getLogger(__name__)
+DONE = "DONE"
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+def sample_split(policy_dir: Path, split: str, n_questions: int, samples_per_question: int, temperature: float,
+                 max_new_tokens: int, batch_size: int, seed: int) -> list[GenerationRecord]:
+    """Draw `n_questions` problems of `split`, sample solutions from the policy, and label them with the verifier.
+
+    Each record's meta holds the split, a question id, and the first wrong step's character offset in the
+    response (None when all steps are right)."""
+    rng = np.random.default_rng([seed, 2, sum(map(ord, split))])
+    problems = sample_problems(rng, SPLITS[split], n_questions)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    outs = sample_responses(model, tokenizer, [q.prompt for q in problems], n=samples_per_question,
+                            temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            suppress_tokens=list(MARK_CHARS), seed=seed, desc=f"sampling {split}")
+    records = []
+    for qid, (prob, responses) in enumerate(zip(problems, outs)):
+        for resp in responses:
+            v = verify(prob, resp)
+            records.append(GenerationRecord(
+                prompt=prob.prompt, response=resp, is_correct=v.is_correct,
+                answer=None if v.answer is None else str(v.answer),
+                meta={"split": split, "question_id": qid, "first_error_char": v.first_error_char,
+                      "well_formed": v.well_formed}))
+    return records
+
+
+def cached_samples(p: RMTrainingParams, cache_root: Path, policy_dir: Path, split: str, purpose: str
+                   ) -> list[GenerationRecord]:
+    """Sampled, labelled solutions for `split`, cached by the params that produce them.
+
+    purpose `pairs` uses p.pairs (many samples per question, for preference pairs), `eval` uses p.evaluation."""
+    if purpose == "pairs":
+        s = p.pairs
+        args = dict(n_questions=s.n_questions, samples_per_question=s.samples_per_question,
+                    temperature=s.temperature, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size)
+    else:
+        e = p.evaluation
+        args = dict(n_questions=e.n_questions, samples_per_question=1, temperature=e.temperature,
+                    max_new_tokens=p.pairs.max_new_tokens, batch_size=e.batch_size)
+    seed = p.seed * 1000 + (1 if purpose == "pairs" else 2)
+    key = {"artifact": "samples", "version": 1, "policy": policy_cache_key(p.world, p.policy, p.seed),
+           "split": split, "seed": seed, **{k: v for k, v in args.items() if k != "batch_size"}}
+
+    def build(d: Path) -> None:
+        save_jsonl(sample_split(policy_dir, split, seed=seed, **args), d / "records.jsonl")
+
+    return load_jsonl(cached(cache_root, "samples", key, build) / "records.jsonl", GenerationRecord)
+
+
+def build_pairs(records: list[GenerationRecord], seed: int, exclude_prompts: set[str] = frozenset()
+                ) -> tuple[list[PreferencePair], dict]:
+    """One (correct, incorrect) pair per question that has both among its samples, as the paper pairs
+    OpenMathInstruct-1 solutions. Questions whose prompt is in `exclude_prompts` (evaluation questions) are left
+    out. Returns the pairs and counts of questions by outcome."""
+    rng = np.random.default_rng([seed, 3])
+    by_q: dict[str, list[GenerationRecord]] = {}
+    for r in records:
+        by_q.setdefault(r.prompt, []).append(r)
+    pairs, stats = [], {"questions": len(by_q), "all_correct": 0, "all_incorrect": 0, "excluded": 0, "paired": 0}
+    for prompt, rs in by_q.items():
+        if prompt in exclude_prompts:
+            stats["excluded"] += 1
+            continue
+        good = sorted({r.response for r in rs if r.is_correct})
+        bad = sorted({r.response for r in rs if not r.is_correct})
+        if not good:
+            stats["all_incorrect"] += 1
+        elif not bad:
+            stats["all_correct"] += 1
+        else:
+            pairs.append(PreferencePair(prompt, good[rng.integers(len(good))], bad[rng.integers(len(bad))],
+                                        meta={"split": rs[0].meta.get("split")}))
+            stats["paired"] += 1
+    return pairs, stats
+
+
+def split_heldout(pairs: list[PreferencePair], fraction: float, seed: int
+                  ) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Shuffle and split pairs into (train, held-out)."""
+    order = np.random.default_rng([seed, 4]).permutation(len(pairs))
+    n_held = max(1, int(round(fraction * len(pairs))))
+    held = [pairs[i] for i in order[:n_held]]
+    train = [pairs[i] for i in order[n_held:]]
+    return train, held
+
+
+# ------------------------------------------------------------------------------------------------ the world
+
+
+@dataclass
+class ToyWorld:
+    """What notebook 01 builds before any reward model: the policy, labelled samples and pairs."""
+
+    policy_dir: Path
+    eval_records: dict[str, list[GenerationRecord]]
+    train_pairs: list[PreferencePair]
+    heldout_pairs: list[PreferencePair]
+    pair_stats: dict
+    policy_accuracy: dict[str, float] = field(default_factory=dict)
+
+
+def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
+    """Train (or reuse) the policy, sample evaluation and pair data, build pairs. Writes policy_accuracy.json and
+    pairs files into the run folder."""
+    cache = run.cache_root
+    policy_dir = get_policy(p.world, p.policy, p.seed, cache)
+    eval_records = {s: cached_samples(p, cache, policy_dir, s, "eval") for s in p.evaluation.splits}
+    pair_records = cached_samples(p, cache, policy_dir, "id", "pairs")
+    exclude = {r.prompt for recs in eval_records.values() for r in recs}
+    pairs, stats = build_pairs(pair_records, p.seed, exclude)
+    if len(pairs) < 2:
+        raise RuntimeError(f"only {len(pairs)} preference pairs could be built ({stats}); sample more questions "
+                           "(pairs.n_questions) or more solutions per question")
+    train, held = split_heldout(pairs, p.pairs.heldout_fraction, p.seed)
+    acc = {s: float(np.mean([r.is_correct for r in recs])) for s, recs in eval_records.items()}
+    acc["pairs_samples_id"] = float(np.mean([r.is_correct for r in pair_records]))
+    stats.update(train_pairs=len(train), heldout_pairs=len(held))
+    run.write_json("policy_accuracy.json", acc)
+    run.write_json("pair_stats.json", stats)
+    save_jsonl(train, run.path("data", "train_pairs.jsonl"))
+    save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
+    return ToyWorld(policy_dir, eval_records, train, held, stats, acc)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def reward_model_dir(run: Run, spec: RewardModelSpec, rm_seed: int) -> Path:
+    return run.dir / "reward_models" / f"{spec.name}_seed{rm_seed}"
+
+
+def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardModelSpec, rm_seed: int,
+                           out_dir: Path) -> Path:
+    """Train one reward model into `out_dir` (resuming from its checkpoints if any) and save it as a standard
+    sequence-classification checkpoint with its tokenizer, training log and the `correct` prototype.
+    A finished model (marked DONE) is returned as is."""
+    if (out_dir / DONE).is_file():
+        return out_dir
+    t = p.training
+    seed_everything(rm_seed)
+    model, tokenizer = reward_model_from_policy(world.policy_dir, seed=rm_seed)
+    train_enc, skips = encode_pairs(tokenizer, world.train_pairs, t.max_length)
+    if not train_enc:
+        raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        seed=rm_seed,
+        data_seed=rm_seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
+                            data_collator=PairCollator(tokenizer.pad_token_id),
+                            contrastive=p.contrastive, contrastive_weight=spec.contrastive_weight)
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    atomic_write_json(out_dir / "training_log.json", to_jsonable(trainer.state.log_history))
+    atomic_write_json(out_dir / "encoding.json", skips.as_dict())
+    atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed,
+                                                 "contrastive": to_dict(p.contrastive),
+                                                 "training": to_dict(t), "policy_dir": str(world.policy_dir)})
+    proto = build_prototype(model, tokenizer, [x.prompt for x in world.train_pairs],
+                            [x.chosen for x in world.train_pairs], name="correct", pooling="last",
+                            provenance={"checkpoint": str(out_dir), "data": "chosen responses of train_pairs.jsonl"})
+    proto.save(out_dir)
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    (out_dir / DONE).write_text("trained\n")
+    return out_dir
+
+
+def evaluate_reward_model(model_dir: Path, world: ToyWorld, batch_size: int = 256) -> dict:
+    """Held-out pairwise accuracy and, per split, AUROC of the final reward for correctness; the model is loaded
+    with plain `transformers` from `model_dir`, as a user would. Writes eval_scores.json beside it."""
+    model, tokenizer = load_reward_model(model_dir)
+    held = world.heldout_pairs
+    rc = score(model, tokenizer, [x.prompt for x in held], [x.chosen for x in held], batch_size)
+    rr = score(model, tokenizer, [x.prompt for x in held], [x.rejected for x in held], batch_size)
+    out = {"pairwise_accuracy": evaluation.pairwise_accuracy(rc, rr), "auroc": {}}
+    scores = {}
+    for split, recs in world.eval_records.items():
+        s = score(model, tokenizer, [r.prompt for r in recs], [r.response for r in recs], batch_size,
+                  desc=f"scoring {split}")
+        out["auroc"][split] = evaluation.auroc(s.tolist(), [r.is_correct for r in recs])
+        scores[split] = s.tolist()
+    atomic_write_json(model_dir / "eval_scores.json", scores)
+    return out
+
+
+@dataclass
+class RMTrainingResult:
+    """What notebook 01 produced: per-model metrics (one row per reward model and seed), the summary over
+    seeds, and where everything is."""
+
+    run_dir: Path
+    world: ToyWorld
+    rows: list[dict]
+    summary: list[dict]
+    model_dirs: dict[str, list[Path]]
+
+
+def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrainingResult:
+    """Train every reward model of `p.reward_models` for every seed of `p.rm_seeds` on the same pairs, evaluate
+    each, and write metrics.json (rows and a mean/std summary) to the run folder."""
+    rows, dirs = [], {}
+    for spec in p.reward_models:
+        for rm_seed in p.rm_seeds:
+            d = train_one_reward_model(p, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed))
+            dirs.setdefault(spec.name, []).append(d)
+            m = evaluate_reward_model(d, world, p.evaluation.batch_size)
+            rows.append({"reward_model": spec.name, "rm_seed": rm_seed, **m})
+    summary = summarise(rows, p.evaluation.splits)
+    result = RMTrainingResult(run.dir, world, rows, summary, dirs)
+    run.write_json("metrics.json", {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
+                                    "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
+                                    "rows": rows, "summary": summary})
+    return result
+
+
+def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
+    """Mean and sample std over seeds of pairwise accuracy and AUROC per split, one entry per reward model."""
+    out = []
+    for name in dict.fromkeys(r["reward_model"] for r in rows):
+        rs = [r for r in rows if r["reward_model"] == name]
+        entry = {"reward_model": name, "n_seeds": len(rs)}
+        mean, std, _ = evaluation.mean_std([r["pairwise_accuracy"] for r in rs])
+        entry["pairwise_accuracy"] = {"mean": mean, "std": std}
+        entry["auroc"] = {}
+        for s in splits:
+            mean, std, n = evaluation.mean_std([r["auroc"][s] for r in rs])
+            entry["auroc"][s] = {"mean": mean, "std": std, "n": n}
+        out.append(entry)
+    return out
+
+
+def save_figures(run: Run, result: RMTrainingResult) -> dict:
+    """Training curves and the AUROC table as plotly figures, saved as HTML and JSON in run/figures/."""
+    logs = {d.name: _read_log(d) for ds in result.model_dirs.values() for d in ds}
+    figs = {
+        "training_curves": plots.training_curves(logs),
+        "auroc_by_split": plots.auroc_by_split(result.summary),
+    }
+    for name, fig in figs.items():
+        plots.save_figure(fig, run.path("figures", name))
+    return figs
+
+
+def _read_log(d: Path) -> list[dict]:
+    return json.loads((d / "training_log.json").read_text())
+
+
+def train_reward_models(p: RMTrainingParams) -> RMTrainingResult:
+    """Everything notebook 01 does, headless: start the run, build the world, train and evaluate, save figures."""
+    run = start_run(p)
+    world = build_toy_world(p, run)
+    result = train_and_evaluate(p, run, world)
+    save_figures(run, result)
+    return result
+
+
+def policy_accuracy_table(world: ToyWorld):
+    """Share of correct sampled solutions per split (pandas DataFrame)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"split": k, "share correct": v, "n": len(world.eval_records.get(k, []))}
+                         for k, v in world.policy_accuracy.items()]).set_index("split")
+
+
+def results_table(result: RMTrainingResult):
+    """Mean ± std over seeds of pairwise accuracy and AUROC per split, one row per reward model (DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for e in result.summary:
+        row = {"reward_model": e["reward_model"], "seeds": e["n_seeds"],
+               "pairwise acc": f"{e['pairwise_accuracy']['mean']:.3f} ± {e['pairwise_accuracy']['std']:.3f}"}
+        for s, v in e["auroc"].items():
+            row[f"AUROC {s}"] = f"{v['mean']:.3f} ± {v['std']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("reward_model")

@@ -1,0 +1,219 @@
+"""Run folders, the artifact cache, atomic writes and seeding.
+
+A run folder is ``<output_root>/<notebook>/<params-stem>/<run-id>/`` with ``params.resolved.yaml``, ``env.txt``
+and everything the stage writes. Run folders are created with an exclusive ``mkdir``, so a run never writes
+into an earlier one. Files are written to a temporary name and renamed, so a killed run leaves either the old
+file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+CACHE_DIRNAME = "_cache"
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """`obj` with NumPy scalars/arrays and paths turned into plain JSON values."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA). The one place seeds are set."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def params_hash(obj: Any, length: int = 12) -> str:
+    """A stable short hash of a JSON-able object (dict keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding both `notebooks/` and `params/`; cwd if none.
+
+    Papermill runs a notebook from its own folder, the README's commands from the top: both find the same root.
+    """
+    here = Path(start or os.getcwd()).resolve()
+    for p in [here, *here.parents]:
+        if (p / "notebooks").is_dir() and (p / "params").is_dir():
+            return p
+    return here
+
+
+def resolve_output_root(output_root: str) -> Path:
+    p = Path(output_root).expanduser()
+    return p if p.is_absolute() else project_root() / p
+
+
+def git_sha(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        sha = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+        return sha + ("-dirty" if dirty.stdout.strip() else "") if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_report() -> str:
+    """Python, platform, key package versions, torch/CUDA/GPU: the text saved as env.txt in every run."""
+    import torch
+
+    lines = [f"python: {sys.version.split()[0]}", f"platform: {platform.platform()}"]
+    for pkg in ("gcrm_kit", "torch", "transformers", "accelerate", "datasets", "peft", "bitsandbytes",
+                "deepspeed", "flash-attn", "papermill", "plotly", "scikit-learn", "tokenizers"):
+        try:
+            lines.append(f"{pkg}: {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{pkg}: not installed")
+    lines.append(f"cuda: {torch.version.cuda or 'none'} (available: {torch.cuda.is_available()})")
+    for i in range(torch.cuda.device_count()):
+        lines.append(f"gpu{i}: {torch.cuda.get_device_name(i)}")
+    lines.append(f"torch threads: {torch.get_num_threads()}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Run:
+    """An open run folder."""
+
+    dir: Path
+    notebook: str
+    params: Any
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return atomic_write_json(self.path(name), obj)
+
+    @property
+    def cache_root(self) -> Path:
+        return resolve_output_root(self.params.output_root) / CACHE_DIRNAME
+
+
+def start_run(params) -> Run:
+    """Open the run folder for `params` and write params.resolved.yaml, env.txt and git.txt into it.
+
+    `params` is a notebook's params dataclass (it knows its notebook name and params name). When its `run_dir`
+    is set, that existing folder is reused (prepared by `gcrm run`, or an interrupted run being resumed from its
+    checkpoints) and its params must equal `params`; otherwise a new folder
+    ``<output_root>/<notebook>/<params_name>/<time>_seed<seed>`` is created, never an existing one.
+    """
+    from .params import dump_yaml
+
+    resolved = dump_yaml(params)
+    if params.run_dir:
+        run_dir = Path(params.run_dir).expanduser()
+        if not run_dir.is_absolute():
+            run_dir = project_root() / run_dir
+        prev = run_dir / "params.resolved.yaml"
+        if prev.is_file() and _strip_run_dir(prev.read_text()) != _strip_run_dir(resolved):
+            raise ValueError(f"run_dir={params.run_dir!r}: its params.resolved.yaml differs from these params; "
+                             "a resumed run must use the same params")
+        if not prev.is_file() and run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"run_dir={params.run_dir!r} exists and is not a run folder; not writing into it")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run = Run(run_dir.resolve(), params.notebook, params)
+    else:
+        run = Run(new_run_dir(params).resolve(), params.notebook, params)
+    atomic_write_text(run.dir / "params.resolved.yaml", resolved)
+    atomic_write_text(run.dir / "env.txt", environment_report())
+    atomic_write_text(run.dir / "git.txt", git_sha(project_root()) + "\n")
+    return run
+
+
+def new_run_dir(params) -> Path:
+    """Create and return a new, empty run folder for `params` (exclusive mkdir)."""
+    base = resolve_output_root(params.output_root) / params.notebook / params.params_stem
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1000):
+        d = base / (f"{stamp}_seed{params.seed}" + (f"_{k}" if k else ""))
+        try:
+            d.mkdir()  # exclusive: an existing run is never reused
+            return d
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder under {base}")
+
+
+def _strip_run_dir(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("run_dir:"))
+
+
+def cached(cache_root: Path, kind: str, key: Any, build: Callable[[Path], None]) -> Path:
+    """Return the folder of the artifact `kind` built from `key`, building it first if needed.
+
+    The folder is ``<cache_root>/<kind>/<hash(key)>``. `build(tmp_dir)` writes the artifact into a ``.partial``
+    folder that is renamed into place only when `build` returns, so a half-built artifact is never used; an
+    interrupted build finds its ``.partial`` folder again and may resume from what it holds (checkpoints).
+    `key.json` beside the artifact says what produced it.
+    """
+    h = params_hash(key)
+    final = cache_root / kind / h
+    if (final / "key.json").is_file():
+        return final
+    partial = cache_root / kind / f"{h}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    build(partial)
+    atomic_write_json(partial / "key.json", key)
+    if final.exists():  # built concurrently by another process: keep theirs
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+    return final

@@ -1,0 +1,117 @@
+"""Reward models as plain transformers checkpoints: same rewards in the kit and in transformers, whatever the
+padding; a few real training steps of both objectives; resume after an interruption."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, TrainerCallback
+
+from gcrm_kit.data import PreferencePair, encode, pad_batch
+from gcrm_kit.models import load_reward_model, reward_forward, reward_model_from_policy, score
+from gcrm_kit.params import RMTrainingParams, RewardModelSpec, from_dict
+from gcrm_kit.qvalues import Prototype, build_prototype, q_values
+
+PROMPTS = ["1+2?", "3*4-1?", "7 plus 3 times 2?"]
+RESPONSES = ["1+2=3;A:3", "3*4=2;2-1=1;A:1", "7+3=0;0*2=0;A:0"]
+
+
+def test_rewards_equal_in_kit_and_plain_transformers_any_padding(tiny_policy_dir, tmp_path):
+    model, tok = reward_model_from_policy(tiny_policy_dir, seed=0)
+    with torch.no_grad():
+        model.score.weight.normal_()  # a head that is not near zero, so differences would show
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    reloaded, tok2 = load_reward_model(tmp_path)
+    seqs = [encode(tok, p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    with torch.no_grad():
+        # reference: plain transformers, one unpadded sequence at a time
+        ref = torch.stack([plain(input_ids=torch.tensor([s.input_ids])).logits[0, 0] for s in seqs])
+        # plain transformers on a right-padded batch pools at the last non-pad token (pad != EOS)
+        b = pad_batch(seqs, tok.pad_token_id, "right")
+        hf_batch = plain(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, 0]
+        assert torch.allclose(hf_batch, ref, atol=1e-5)
+        for side in ("right", "left"):
+            b = pad_batch(seqs, tok.pad_token_id, side)
+            out = reward_forward(reloaded, b["input_ids"], b["attention_mask"], b["position_ids"])
+            assert torch.allclose(out.rewards, ref, atol=1e-5), side
+    assert torch.allclose(score(reloaded, tok2, PROMPTS, RESPONSES, batch_size=2), ref, atol=1e-5)
+
+
+def test_prototype_save_load_and_q_values(tiny_policy_dir, tmp_path):
+    model, tok = reward_model_from_policy(tiny_policy_dir, seed=0)
+    proto = build_prototype(model, tok, PROMPTS, RESPONSES, "correct", provenance={"data": "test"})
+    proto.save(tmp_path)
+    back = Prototype.load(tmp_path, "correct")
+    assert torch.allclose(back.vector, proto.vector) and back.provenance["count"] == 3
+    assert back.provenance["pooling"] == "last" and back.provenance["data"] == "test"
+    with pytest.raises(FileNotFoundError, match="available: \\['correct'\\]"):
+        Prototype.load(tmp_path, "helpful")
+    h = torch.randn(2, 5, proto.vector.numel())
+    q = q_values(h, proto.vector)
+    assert q.shape == (2, 5) and bool((q.abs() <= 1 + 1e-6).all())
+    assert q_values(proto.vector[None, None], proto.vector).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def _tiny_world(tiny_policy_dir, n=24):
+    from gcrm_kit.rm_training import ToyWorld
+
+    pairs = [PreferencePair(f"{i % 10}+1?", f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
+                            f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}") for i in range(n)]
+    return ToyWorld(tiny_policy_dir, {}, pairs, pairs[:4], {})
+
+
+def _params(**training):
+    return from_dict(RMTrainingParams, {
+        "contrastive": {"n_positive": 4, "n_negative": 4},
+        "training": {"batch_size": 4, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3, **training}})
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_training_steps_run_and_save_a_standard_checkpoint(tiny_policy_dir, tmp_path, weight):
+    from gcrm_kit.rm_training import train_one_reward_model
+
+    world = _tiny_world(tiny_policy_dir)
+    out = train_one_reward_model(_params(), world, RewardModelSpec("m", weight), 0, tmp_path / "rm")
+    log = json.loads((out / "training_log.json").read_text())
+    steps = [h for h in log if "bt_loss" in h]
+    assert len(steps) == 6  # 24 pairs / 4 per step, one epoch
+    assert all(("contrastive_loss" in h) == (weight > 0) for h in steps)
+    if weight > 0:
+        assert all(h["contrastive_loss"] >= 0.62 for h in steps)  # the floor of the unscaled cosine
+    assert (out / "DONE").is_file() and not (out / "checkpoints").exists()
+    assert (out / "prototypes" / "correct.pt").is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 1 and model.config.pad_token_id is not None
+
+
+class _StopAfter(TrainerCallback):
+    def __init__(self, n):
+        self.n = n
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.n:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_interrupted_training_resumes_from_checkpoint(tiny_policy_dir, tmp_path, monkeypatch):
+    from gcrm_kit import rm_training
+    from gcrm_kit.training import RewardTrainer
+
+    world = _tiny_world(tiny_policy_dir)
+    original_init = RewardTrainer.__init__
+
+    def init_with_kill(self, *a, **kw):
+        original_init(self, *a, **kw)
+        self.add_callback(_StopAfter(5))  # killed during step 5, after the save at step 4
+
+    monkeypatch.setattr(RewardTrainer, "__init__", init_with_kill)
+    with pytest.raises(KeyboardInterrupt):
+        rm_training.train_one_reward_model(_params(), world, RewardModelSpec("m", 0.5), 0, tmp_path / "rm")
+    assert (tmp_path / "rm" / "checkpoints" / "checkpoint-4").is_dir()
+    monkeypatch.setattr(RewardTrainer, "__init__", original_init)
+    out = rm_training.train_one_reward_model(_params(), world, RewardModelSpec("m", 0.5), 0, tmp_path / "rm")
+    log = json.loads((out / "training_log.json").read_text())
+    steps = [h["step"] for h in log if "bt_loss" in h]
+    assert steps[0] == 1 and steps[-1] == 6 and 5 in steps  # steps 1-4 restored from the checkpoint, 5-6 new

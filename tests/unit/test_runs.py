@@ -1,0 +1,72 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from gcrm_kit.params import from_dict, RMTrainingParams
+from gcrm_kit.runs import atomic_write_text, cached, params_hash, start_run
+
+
+def _params(tmp_path, **kw):
+    return from_dict(RMTrainingParams, {"output_root": str(tmp_path), "params_name": "t", **kw})
+
+
+def test_runs_never_share_a_folder(tmp_path):
+    p = _params(tmp_path)
+    a, b = start_run(p), start_run(p)
+    assert a.dir != b.dir
+    assert a.dir.parent == tmp_path / "01_rm_training" / "t"
+    for run in (a, b):
+        for f in ("params.resolved.yaml", "env.txt", "git.txt"):
+            assert (run.dir / f).is_file()
+    assert "seed0" in a.dir.name
+
+
+def test_run_dir_reuse_requires_same_params(tmp_path):
+    p = _params(tmp_path)
+    run = start_run(p)
+    (run.dir / "keep.txt").write_text("x")
+    again = start_run(_params(tmp_path, run_dir=str(run.dir)))
+    assert again.dir == run.dir and (run.dir / "keep.txt").read_text() == "x"
+    with pytest.raises(ValueError, match="differs"):
+        start_run(_params(tmp_path, run_dir=str(run.dir), seed=5))
+
+
+def test_run_dir_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError):
+        start_run(_params(tmp_path, run_dir=str(tmp_path / "mine")))
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "one")
+    atomic_write_text(tmp_path / "a.txt", "two")
+    assert (tmp_path / "a.txt").read_text() == "two"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_cached_builds_once_and_hides_partial_builds(tmp_path):
+    calls = []
+
+    def build(d: Path):
+        calls.append(d)
+        (d / "x.txt").write_text("built")
+
+    key = {"a": 1}
+    first = cached(tmp_path, "thing", key, build)
+    second = cached(tmp_path, "thing", key, build)
+    assert first == second and len(calls) == 1 and (first / "x.txt").read_text() == "built"
+    assert first.name == params_hash(key)
+
+    def broken(d: Path):
+        (d / "half.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached(tmp_path, "thing", {"a": 2}, broken)
+    assert not (tmp_path / "thing" / params_hash({"a": 2})).exists()
+    # the next attempt sees what the interrupted one left, to resume from it
+    seen = []
+    cached(tmp_path, "thing", {"a": 2}, lambda d: seen.append((d / "half.txt").exists()))
+    assert seen == [True]
