@@ -163,7 +163,7 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
 
 
 def reward_model_dir(run: Run, spec: RewardModelSpec, rm_seed: int) -> Path:
-    return run.dir / "reward_models" / f"{spec.name}_seed{rm_seed}"
+    return reward_model_dir_in(run.dir, spec, rm_seed)
 
 
 def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardModelSpec, rm_seed: int,
@@ -330,3 +330,60 @@ def results_table(result: RMTrainingResult):
             row[f"AUROC {s}"] = f"{v['mean']:.3f} ± {v['std']:.3f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("reward_model")
+
+
+def find_rm_run(params: RMTrainingParams) -> Path | None:
+    """The newest finished run folder of notebook 01 made with exactly `params` (ignoring `run_dir`), or None.
+    A run is finished when its metrics.json exists."""
+    from .params import dump_yaml
+    from .runs import _strip_run_dir, resolve_output_root
+
+    want = _strip_run_dir(dump_yaml(params))
+    base = resolve_output_root(params.output_root) / params.notebook / params.params_stem
+    for d in sorted(base.glob("*"), reverse=True):
+        f = d / "params.resolved.yaml"
+        if (d / "metrics.json").is_file() and f.is_file() and _strip_run_dir(f.read_text()) == want:
+            return d
+    return None
+
+
+def resolve_rm_run(rm_run: str, rm_params: str, output_root: str = "outputs") -> Path:
+    """The notebook-01 run folder a later notebook builds on.
+
+    `rm_run` names a run folder explicitly (absolute, or relative to the project root). When it is empty, the
+    newest finished run made with ``params/01_rm_training/<rm_params>.yaml`` (and the same `output_root`) is
+    reused, or trained now if there is none, so a later notebook run alone on toy params builds what it needs.
+    """
+    from .cli import params_path
+    from .params import load_params
+    from .runs import project_root
+
+    if rm_run:
+        d = Path(rm_run).expanduser()
+        d = d if d.is_absolute() else project_root() / d
+        if not (d / "metrics.json").is_file():
+            raise FileNotFoundError(f"rm_run={rm_run!r}: {d / 'metrics.json'} not found; is it a finished "
+                                    "01_rm_training run folder?")
+        return d
+    p = load_params(RMTrainingParams.notebook, params_path(RMTrainingParams.notebook, rm_params))
+    p.output_root = output_root
+    found = find_rm_run(p)
+    if found is not None:
+        return found
+    log.info("no finished 01_rm_training run for params %r: training one now", rm_params)
+    return train_reward_models(p).run_dir
+
+
+def load_rm_run(run_dir: Path):
+    """(params, {reward_model name: [model dirs, one per rm seed]}) of a finished notebook-01 run folder."""
+    from .params import from_dict
+
+    import yaml
+
+    p = from_dict(RMTrainingParams, yaml.safe_load((run_dir / "params.resolved.yaml").read_text()))
+    dirs = {spec.name: [reward_model_dir_in(run_dir, spec, s) for s in p.rm_seeds] for spec in p.reward_models}
+    return p, dirs
+
+
+def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int) -> Path:
+    return Path(run_dir) / "reward_models" / f"{spec.name}_seed{rm_seed}"
