@@ -98,10 +98,22 @@ class ContrastiveParams:
 
 @dataclass
 class RewardModelSpec:
-    """One reward model to train: a name and its objective weights (BT + contrastive_weight * contrastive)."""
+    """One reward model to train: a name and its objective,
+    (1 - grm_weight) * BT + contrastive_weight * contrastive + grm_weight * GRM regulariser.
+
+    With grm_weight = 0 this is the paper's BT + lambda * contrastive; with contrastive_weight = 0 it is GRM's
+    (1 - alpha) * BT + alpha * L_reg (Yang et al., NeurIPS 2024)."""
 
     name: str = "baseline"
     contrastive_weight: float = 0.0
+    """lambda of the goal-conditioned contrastive term (0: none)"""
+    grm_weight: float = 0.0
+    """alpha of GRM's text-generation regulariser (0: none; GRM uses about 0.01)"""
+    grm_regulariser: Literal["sft", "dpo", "dpo_noref"] = "sft"
+    """`sft`: next-token loss on the chosen response; `dpo`: DPO against the frozen policy; `dpo_noref`: DPO
+    without a reference"""
+    grm_beta: float = 0.1
+    """beta of the DPO regularisers"""
 
 
 @dataclass
@@ -164,6 +176,9 @@ class RMTrainingParams:
     contrastive: ContrastiveParams = field(default_factory=ContrastiveParams)
     reward_models: list[RewardModelSpec] = field(default_factory=lambda: [
         RewardModelSpec("baseline", 0.0), RewardModelSpec("goal_conditioned", 0.5)])
+    train_pair_counts: list[int] = field(default_factory=list)
+    """also train every reward model on the first N training pairs for each N here (nested subsets, same for
+    every model) to trace AUROC against the amount of preference data; empty: all pairs only"""
     training: RewardTrainingParams = field(default_factory=RewardTrainingParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
 
@@ -192,6 +207,13 @@ class RMTrainingParams:
                 raise ParamsError(f"unknown split {name!r}; known: {sorted(SPLITS)}")
         if not self.rm_seeds:
             raise ParamsError("rm_seeds: need at least one seed")
+        for i, r in enumerate(self.reward_models):
+            if not 0.0 <= r.grm_weight < 1.0:
+                raise ParamsError(f"reward_models[{i}].grm_weight must be in [0, 1), got {r.grm_weight}")
+            if r.contrastive_weight < 0:
+                raise ParamsError(f"reward_models[{i}].contrastive_weight must be >= 0")
+        if any(n < 2 for n in self.train_pair_counts):
+            raise ParamsError(f"train_pair_counts: each count must be >= 2, got {self.train_pair_counts}")
         if not 0.0 < self.pairs.heldout_fraction < 1.0:
             raise ParamsError("pairs.heldout_fraction must be in (0, 1)")
 

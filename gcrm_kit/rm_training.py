@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -27,7 +28,7 @@ from .qvalues import build_prototype
 from .runs import Run, atomic_write_json, cached, seed_everything, start_run, to_jsonable
 from .toyworld import MARK_CHARS, SPLITS, sample_problems, verify
 from .toyworld.policy import get_policy, policy_cache_key
-from .training import RewardTrainer
+from .training import RewardTrainer, attach_lm_head, detach_lm_head
 
 log = logging.getLogger(__name__)
 DONE = "DONE"
@@ -162,21 +163,28 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
 # ------------------------------------------------------------------------------------------------ training
 
 
-def reward_model_dir(run: Run, spec: RewardModelSpec, rm_seed: int) -> Path:
-    return reward_model_dir_in(run.dir, spec, rm_seed)
+def reward_model_dir(run: Run, spec: RewardModelSpec, rm_seed: int, n_pairs: int | None = None) -> Path:
+    return reward_model_dir_in(run.dir, spec, rm_seed, n_pairs)
 
 
 def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardModelSpec, rm_seed: int,
-                           out_dir: Path) -> Path:
+                           out_dir: Path, train_pairs: list[PreferencePair] | None = None) -> Path:
     """Train one reward model into `out_dir` (resuming from its checkpoints if any) and save it as a standard
     sequence-classification checkpoint with its tokenizer, training log and the `correct` prototype.
-    A finished model (marked DONE) is returned as is."""
+    `train_pairs` defaults to all of `world.train_pairs`. A finished model (marked DONE) is returned as is."""
     if (out_dir / DONE).is_file():
         return out_dir
     t = p.training
+    train_pairs = world.train_pairs if train_pairs is None else train_pairs
     seed_everything(rm_seed)
     model, tokenizer = reward_model_from_policy(world.policy_dir, seed=rm_seed)
-    train_enc, skips = encode_pairs(tokenizer, world.train_pairs, t.max_length)
+    reference = None
+    if spec.grm_weight > 0:
+        # GRM: the policy's LM head rides on the reward model's final states; the policy itself, frozen, is
+        # the DPO reference
+        reference = AutoModelForCausalLM.from_pretrained(world.policy_dir).eval().requires_grad_(False)
+        attach_lm_head(model, reference)
+    train_enc, skips = encode_pairs(tokenizer, train_pairs, t.max_length)
     if not train_enc:
         raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
     args = TrainingArguments(
@@ -203,18 +211,21 @@ def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardMod
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
                             data_collator=PairCollator(tokenizer.pad_token_id),
-                            contrastive=p.contrastive, contrastive_weight=spec.contrastive_weight)
+                            contrastive=p.contrastive, spec=spec, reference=reference)
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
+    lm_head = detach_lm_head(model)
+    if lm_head is not None:  # kept beside the checkpoint, not in it: scoring needs only the reward head
+        save_file({"weight": lm_head.weight.detach().contiguous().cpu()}, str(out_dir / "grm_lm_head.safetensors"))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     atomic_write_json(out_dir / "training_log.json", to_jsonable(trainer.state.log_history))
     atomic_write_json(out_dir / "encoding.json", skips.as_dict())
-    atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed,
+    atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed, "n_train_pairs": len(train_pairs),
                                                  "contrastive": to_dict(p.contrastive),
                                                  "training": to_dict(t), "policy_dir": str(world.policy_dir)})
-    proto = build_prototype(model, tokenizer, [x.prompt for x in world.train_pairs],
-                            [x.chosen for x in world.train_pairs], name="correct", pooling="last",
+    proto = build_prototype(model, tokenizer, [x.prompt for x in train_pairs],
+                            [x.chosen for x in train_pairs], name="correct", pooling="last",
                             provenance={"checkpoint": str(out_dir), "data": "chosen responses of train_pairs.jsonl"})
     proto.save(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
@@ -250,24 +261,51 @@ class RMTrainingResult:
     rows: list[dict]
     summary: list[dict]
     model_dirs: dict[str, list[Path]]
+    data_size_curve: list[dict] = field(default_factory=list)
 
 
 def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrainingResult:
-    """Train every reward model of `p.reward_models` for every seed of `p.rm_seeds` on the same pairs, evaluate
-    each, and write metrics.json (rows and a mean/std summary) to the run folder."""
+    """Train every reward model of `p.reward_models` for every seed of `p.rm_seeds` on the same pairs (and, for
+    each count in `p.train_pair_counts`, on the first that many pairs), evaluate each, and write metrics.json
+    (one row per model, seed and data size; a mean/std summary on all pairs; the data-size curve)."""
     rows, dirs = [], {}
-    for spec in p.reward_models:
-        for rm_seed in p.rm_seeds:
-            d = train_one_reward_model(p, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed))
-            dirs.setdefault(spec.name, []).append(d)
-            m = evaluate_reward_model(d, world, p.evaluation.batch_size)
-            rows.append({"reward_model": spec.name, "rm_seed": rm_seed, **m})
-    summary = summarise(rows, p.evaluation.splits)
-    result = RMTrainingResult(run.dir, world, rows, summary, dirs)
+    counts = sorted({n for n in p.train_pair_counts if n < len(world.train_pairs)})
+    for n in counts + [None]:
+        pairs = world.train_pairs if n is None else world.train_pairs[:n]
+        for spec in p.reward_models:
+            for rm_seed in p.rm_seeds:
+                d = train_one_reward_model(p, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed, n), pairs)
+                if n is None:
+                    dirs.setdefault(spec.name, []).append(d)
+                m = evaluate_reward_model(d, world, p.evaluation.batch_size)
+                rows.append({"reward_model": spec.name, "rm_seed": rm_seed, "n_train_pairs": len(pairs),
+                             "all_pairs": n is None, **m})
+    full = [r for r in rows if r["all_pairs"]]
+    summary = summarise(full, p.evaluation.splits)
+    curve = data_size_curve(rows, p.evaluation.splits) if counts else []
+    result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve)
     run.write_json("metrics.json", {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
                                     "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
-                                    "rows": rows, "summary": summary})
+                                    "rows": rows, "summary": summary, "data_size_curve": curve})
     return result
+
+
+def data_size_curve(rows: list[dict], splits: list[str]) -> list[dict]:
+    """Per reward model and number of training pairs: mean/std over seeds of ID AUROC and of the mean AUROC over
+    the out-of-distribution splits (every split but `id`)."""
+    out = []
+    ood = [s for s in splits if s != "id"]
+    keys = dict.fromkeys((r["reward_model"], r["n_train_pairs"]) for r in rows)
+    for name, n in keys:
+        rs = [r for r in rows if r["reward_model"] == name and r["n_train_pairs"] == n]
+        entry = {"reward_model": name, "n_train_pairs": n, "n_seeds": len(rs)}
+        for label, vals in (("auroc_id", [r["auroc"].get("id", float("nan")) for r in rs]),
+                            ("auroc_ood_mean", [float(np.nanmean([r["auroc"][s] for s in ood])) if ood
+                                                else float("nan") for r in rs])):
+            mean, std, _ = evaluation.mean_std(vals)
+            entry[label] = {"mean": mean, "std": std}
+        out.append(entry)
+    return out
 
 
 def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
@@ -294,6 +332,8 @@ def save_figures(run: Run, result: RMTrainingResult) -> dict:
         "auroc_by_split": plots.auroc_by_split(result.summary),
         "results_table": plots.results_table(result.summary),
     }
+    if result.data_size_curve:
+        figs["auroc_vs_pairs"] = plots.auroc_vs_pairs(result.data_size_curve)
     for name, fig in figs.items():
         plots.save_figure(fig, run.path("figures", name))
     return figs
@@ -387,5 +427,7 @@ def load_rm_run(run_dir: Path):
     return p, dirs
 
 
-def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int) -> Path:
-    return Path(run_dir) / "reward_models" / f"{spec.name}_seed{rm_seed}"
+def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int, n_pairs: int | None = None) -> Path:
+    """<run>/reward_models/<name>_seed<k> (all training pairs) or <name>_n<N>_seed<k> (the first N pairs)."""
+    size = "" if n_pairs is None else f"_n{n_pairs}"
+    return Path(run_dir) / "reward_models" / f"{spec.name}{size}_seed{rm_seed}"
