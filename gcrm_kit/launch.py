@@ -83,6 +83,8 @@ def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", l
     env["PYTHONPATH"] = os.pathsep.join([kit_root] + [x for x in env.get("PYTHONPATH", "").split(os.pathsep) if x])
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
+    # DeepSpeed's collectives call torch.distributed functions that warn on every step; keep the log readable
+    env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     print(f"[gcrm] launching {json.loads(job_file.read_text())['stage']} on {n_processes} processes with "
           f"{launcher}; log: {log_file}", file=stream, flush=True)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
