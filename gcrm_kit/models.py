@@ -55,7 +55,7 @@ def set_pad_token(tokenizer, pad_token: str = "") -> None:
         tokenizer.pad_token = tokenizer.unk_token
     else:
         raise ValueError("the tokenizer has no pad token distinct from EOS and no unk token: set model.pad_token to "
-                         "an existing token that is not EOS (for Llama 3: '<|finetune_right_pad_id|>')")
+                         "an existing token that is not EOS (for Llama 3: '<|reserved_special_token_0|>')")
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -161,6 +161,51 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     return ToyWorld(policy_dir, eval_records, train, held, stats, acc)
 
 
+def build_world(p: RMTrainingParams, run: Run) -> ToyWorld:
+    """The data notebook 01 trains and evaluates on: the toy world (`data.kind: toy`) or real datasets."""
+    return build_toy_world(p, run) if p.data.kind == "toy" else build_real_world(p, run)
+
+
+def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
+    """Real data through the adapters of `gcrm_kit.real_data`: training pairs from `data.train`, held-out pairs from
+    `data.test` (or `pairs.heldout_fraction` of the training pairs), and per evaluation set generation records
+    with correctness (benchmark problems are answered greedily by the backbone first, cached). Prompts use the
+    tokenizer's chat template when it has one (`data.chat_template`). Writes the same files as the toy world."""
+    from . import real_data
+
+    d = p.data
+    tokenizer = AutoTokenizer.from_pretrained(p.model.backbone)
+    pairs = real_data.apply_chat_template(real_data.load_adapted(d.train, "pairs"), tokenizer, d.chat_template)
+    if d.test.adapter:
+        train = pairs
+        held = real_data.apply_chat_template(real_data.load_adapted(d.test, "pairs"), tokenizer, d.chat_template)
+    else:
+        train, held = split_heldout(pairs, p.pairs.heldout_fraction, p.seed)
+    eval_records = {}
+    for name, spec in d.eval_sets.items():
+        kind = real_data.ADAPTERS[spec.adapter].kind if spec.adapter in real_data.ADAPTERS else None
+        if kind == "problems":
+            key = {"artifact": "benchmark_answers", "version": 1, "model": p.model.backbone,
+                   "spec": to_dict(spec), "max_new_tokens": d.max_new_tokens, "chat_template": d.chat_template}
+
+            def build(tmp: Path, spec=spec) -> None:
+                problems = real_data.load_adapted(spec, "problems")
+                save_jsonl(real_data.answer_problems(problems, p.model.backbone, tokenizer, d.max_new_tokens,
+                                                     chat_template=d.chat_template), tmp / "records.jsonl")
+
+            recs = load_jsonl(cached(run.cache_root, "samples", key, build) / "records.jsonl", GenerationRecord)
+        else:
+            recs = real_data.apply_chat_template(real_data.load_adapted(spec, "records"), tokenizer, d.chat_template)
+        eval_records[name] = recs
+    stats = {"train_pairs": len(train), "heldout_pairs": len(held), "source": d.train.source}
+    acc = {name: float(np.mean([r.is_correct for r in recs])) for name, recs in eval_records.items()}
+    run.write_json("policy_accuracy.json", acc)
+    run.write_json("pair_stats.json", stats)
+    save_jsonl(train, run.path("data", "train_pairs.jsonl"))
+    save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
+    return ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc)
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 
@@ -446,7 +491,7 @@ def _read_log(d: Path) -> list[dict]:
 def train_reward_models(p: RMTrainingParams) -> RMTrainingResult:
     """Everything notebook 01 does, headless: start the run, build the world, train and evaluate, save figures."""
     run = start_run(p)
-    world = build_toy_world(p, run)
+    world = build_world(p, run)
     result = train_and_evaluate(p, run, world)
     save_figures(run, result)
     return result
