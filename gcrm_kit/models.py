@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from .data import check_tokenizer
 
@@ -88,9 +89,17 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation is part of the reward model's seed
-    model = AutoModelForSequenceClassification.from_pretrained(
-        policy_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id, **kwargs
-    )
+    # The load report would flag the policy's LM head as unexpected and the score head as missing: both are
+    # what turning a causal LM into a reward model means, so it is silenced and said once, plainly, instead.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            policy_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id, **kwargs
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    log.info("reward model from %s: backbone loaded, LM head left out, new scalar head initialised", policy_dir)
     if quant is not None and quant.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
