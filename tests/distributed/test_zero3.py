@@ -35,7 +35,7 @@ def test_zero3_two_processes_kill_resume_and_reload(tiny_policy_dir, tmp_path, m
 
     p = from_dict(RMTrainingParams, {
         "contrastive": {"n_positive": 4, "n_negative": 4},
-        "training": {"batch_size": 2, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3},
+        "training": {"batch_size": 2, "epochs": 1, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3},
         "distributed": {"n_processes": 2, "launcher": "torchrun", "deepspeed": "zero3"}})
     world = _world(tiny_policy_dir)  # 16 pairs / (2 per process x 2 processes) = 4 steps
     out = tmp_path / "rm"

@@ -40,7 +40,7 @@ def _params(quant: bool):
 
     return from_dict(RMTrainingParams, {
         "contrastive": {"n_positive": 4, "n_negative": 4},
-        "training": {"batch_size": 4, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-2},
+        "training": {"batch_size": 4, "epochs": 1, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-2},
         "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0},
         "quant": {"load_in_4bit": quant, "compute_dtype": "float32"}})
 

@@ -26,7 +26,7 @@ def test_real_data_run_of_notebook_01(tiny_policy_dir, tmp_path):
     p = from_dict(RMTrainingParams, {
         "output_root": str(tmp_path / "out"), "params_name": "real_test",
         "contrastive": {"n_positive": 4, "n_negative": 4},
-        "training": {"batch_size": 4, "logging_steps": 1, "save_steps": 100},
+        "training": {"batch_size": 4, "epochs": 1, "logging_steps": 1, "save_steps": 100},
         "model": {"backbone": str(tiny_policy_dir)},
         "data": {"kind": "real", "max_new_tokens": 8,
                  "train": {"adapter": "pairs", "source": _jsonl(tmp_path / "train.jsonl", pairs)},

@@ -65,7 +65,7 @@ def _tiny_world(tiny_policy_dir, n=24):
 def _params(**training):
     return from_dict(RMTrainingParams, {
         "contrastive": {"n_positive": 4, "n_negative": 4},
-        "training": {"batch_size": 4, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3, **training}})
+        "training": {"batch_size": 4, "epochs": 1, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3, **training}})
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.5])

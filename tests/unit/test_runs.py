@@ -86,3 +86,12 @@ def test_find_rm_run_matches_params_and_needs_metrics(tmp_path):
     assert resolve_rm_run(str(finished.dir), "toy") == finished.dir
     with pytest.raises(FileNotFoundError, match="metrics.json"):
         resolve_rm_run(str(unfinished.dir), "toy")
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import stat
+
+    from gcrm_kit.runs import _UMASK
+
+    atomic_write_text(tmp_path / "m.json", "{}")
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o666 & ~_UMASK
