@@ -147,9 +147,10 @@ def example_curves(data: dict) -> go.Figure:
 
 def error_localisation(data: dict, scorers: list[str]) -> go.Figure:
     """Left: localisation score (largest drop within the window of the first wrong step) per reward model and
-    scorer, mean with std over seeds, with its chance level as a black tick. Right: the mean curve aligned at the
-    first wrong step (solid, incorrect solutions) and at matched positions of correct ones (dotted), relative
-    to the value just before. `data`: `representation.error_localisation`'s."""
+    scorer, mean with std over seeds; a black tick marks chance, a grey diamond the control (correct solutions at
+    matched positions). Right: the mean curve aligned at the first wrong step (solid, incorrect solutions) and at
+    the matched positions of correct ones (dotted), relative to the value just before.
+    `data`: `representation.error_localisation`'s."""
     fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], subplot_titles=(
         f"largest drop within [{data['window'][0]}, {data['window'][1]}] tokens of the first wrong step",
         "mean change around the first wrong step (Q-value)"))
@@ -163,6 +164,10 @@ def error_localisation(data: dict, scorers: list[str]) -> go.Figure:
         fig.add_trace(go.Scatter(x=rms, y=[data["scores"][rm][scorer]["chance"] for rm in rms], mode="markers",
                                  marker={"symbol": "line-ew-open", "size": 30, "color": "black"},
                                  name="chance", showlegend=k == 0, offsetgroup=str(k)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=rms, y=[data["scores"][rm][scorer]["control_hit_rate"] for rm in rms],
+                                 mode="markers", marker={"symbol": "diamond", "size": 9, "color": "gray"},
+                                 name="control: correct solutions, matched positions", showlegend=k == 0,
+                                 offsetgroup=str(k)), row=1, col=1)
     q = scorers[0]
     for k, rm in enumerate(rms):
         a = data["aligned"][rm][q]
@@ -170,7 +175,7 @@ def error_localisation(data: dict, scorers: list[str]) -> go.Figure:
         fig.add_trace(go.Scatter(x=data["offsets"], y=a["incorrect"], mode="lines+markers",
                                  name=f"{rm}: incorrect, at first error", line={"color": color}), row=1, col=2)
         fig.add_trace(go.Scatter(x=data["offsets"], y=a["correct"], mode="lines",
-                                 name=f"{rm}: correct, matched position", line={"color": color, "dash": "dot"}),
+                                 name=f"{rm}: correct, matched positions", line={"color": color, "dash": "dot"}),
                       row=1, col=2)
     fig.add_vrect(x0=data["window"][0] - 0.5, x1=data["window"][1] + 0.5, fillcolor="red", opacity=0.08,
                   line_width=0, row=1, col=2)

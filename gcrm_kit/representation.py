@@ -298,8 +298,8 @@ def mean_curves(values: dict[str, list[TokenValues]], labels: np.ndarray, scorer
         data["curves"][rm] = {}
         for name, mask in (("correct", labels), ("incorrect", ~labels)):
             m = sc[:, :, mask].mean(-1) if mask.any() else np.full(sc.shape[:2], np.nan)
-            data["curves"][rm][name] = {"mean": m.mean(0).tolist(),
-                                        "seed_std": (m.std(0, ddof=1) if len(tvs) > 1 else 0 * m[0]).tolist()}
+            std = m.std(0, ddof=1) if len(tvs) > 1 else np.zeros_like(m[0])
+            data["curves"][rm][name] = {"mean": m.mean(0).tolist(), "seed_std": std.tolist()}
     return Analysis("mean_curves", to_jsonable(data), plots.mean_curves(data))
 
 
@@ -375,43 +375,71 @@ def aligned_curve(tv: TokenValues, scorer: str, columns: np.ndarray, rows: np.nd
     return out
 
 
+def matched_columns(tv: TokenValues, error_columns: np.ndarray, rows_bad: np.ndarray, rows_ctrl: np.ndarray,
+                    seed: int = 0) -> np.ndarray:
+    """Pseudo first-error columns for control solutions (`rows_ctrl`), matched to the real ones of `rows_bad`.
+
+    Real first errors start at particular places (in the toy world, right after a step separator or at the start
+    of the response). Each control solution gets one column whose preceding token is one that precedes a real first
+    error (or the response start, when one does), picked nearest to a relative position drawn from the real errors'
+    relative positions. Returns (N,) columns, -1 outside `rows_ctrl`."""
+    rng = np.random.default_rng([seed, 24])
+    out = np.full(len(tv), -1)
+    if len(rows_ctrl) == 0:
+        return out
+
+    def before(i: int, c: int) -> str:
+        return "\x00start" if c < 2 else tv.tokens[i][c - 2]
+
+    if len(rows_bad):
+        kinds = {before(i, int(error_columns[i])) for i in rows_bad}
+        rel = error_columns[rows_bad] / tv.lengths[rows_bad]
+    else:
+        kinds, rel = set(), np.array([0.5])
+    for i in rows_ctrl:
+        L = int(tv.lengths[i])
+        cols = np.arange(1, max(L, 2))  # any response token but the EOS
+        ok = np.array([before(i, int(c)) in kinds for c in cols])
+        cand = cols[ok] if ok.any() else cols
+        target = rng.choice(rel) * L
+        dist = np.abs(cand - target)
+        out[i] = int(rng.choice(cand[dist == dist.min()]))
+    return out
+
+
 def error_localisation(values: dict[str, list[TokenValues]], labels: np.ndarray, error_columns: np.ndarray,
                        scorers: list[str], window: tuple[int, int] = (0, 5), seed: int = 0,
                        offsets: tuple[int, int] = (-8, 14)) -> Analysis:
     """Does a curve drop where the solution first goes wrong?
 
-    Over incorrect solutions with a located first wrong step: the localisation score (how often the largest drop
-    falls in `window` tokens of the step's first token) against its chance level, per reward model and scorer
-    (mean and std over seeds); and the mean curve aligned at the first error, beside correct solutions aligned
-    at matched pseudo-error columns (the same relative positions, drawn with `seed`), as a reference."""
+    Over incorrect solutions with a located first wrong step, per reward model and scorer (mean and std over
+    seeds): the localisation score, how often the largest drop falls within `window` tokens of the step's first
+    token; its chance level (a drop placed uniformly at random); and a control: the same score on correct solutions
+    without any wrong step, at matched pseudo-error columns (`matched_columns`), i.e. how often a curve drops there
+    anyway. Also the mean curve aligned at the first error beside the controls aligned at their pseudo-errors."""
     labels = np.asarray(labels, dtype=bool)
     rows_bad = np.flatnonzero(~labels & (error_columns >= 1))
-    rows_good = np.flatnonzero(labels)
-    tv0 = next(iter(values.values()))[0]
-    rel = (error_columns[rows_bad] / tv0.lengths[rows_bad]) if len(rows_bad) else np.array([0.5])
-    rng = np.random.default_rng([seed, 24])
-    pseudo = np.full(len(labels), -1)
-    if len(rows_good):
-        draw = rng.choice(rel, size=len(rows_good))
-        pseudo[rows_good] = np.clip(np.floor(draw * tv0.lengths[rows_good] + 0.5), 1, tv0.lengths[rows_good])
+    rows_ctrl = np.flatnonzero(labels & (error_columns < 0))
+    pseudo = matched_columns(next(iter(values.values()))[0], error_columns, rows_bad, rows_ctrl, seed)
     d = np.arange(offsets[0], offsets[1] + 1)
-    data: dict = {"window": list(window), "n_incorrect_located": int(len(rows_bad)), "offsets": d.tolist(),
-                  "scores": {}, "aligned": {}}
+    data: dict = {"window": list(window), "n_incorrect_located": int(len(rows_bad)),
+                  "n_control": int(len(rows_ctrl)), "offsets": d.tolist(), "scores": {}, "aligned": {}}
     for rm, tvs in values.items():
         data["scores"][rm], data["aligned"][rm] = {}, {}
         for scorer in scorers:
             per = [localisation_score(tv, scorer, error_columns, rows_bad, window) for tv in tvs]
-            hits = [x["hit_rate"] for x in per]
-            chance = [x["chance"] for x in per]
-            hm, hs, _ = evaluation.mean_std(hits)
-            cm, _, _ = evaluation.mean_std(chance)
-            data["scores"][rm][scorer] = {"hit_rate": hm, "hit_rate_std": hs, "chance": cm,
-                                          "lift": hm / cm if cm and cm == cm else float("nan"),
-                                          "per_seed": hits,
-                                          "median_offset": float(np.median([x["median_offset"] for x in per])),
-                                          "n": per[0]["n"]}
+            ctrl = [localisation_score(tv, scorer, pseudo, rows_ctrl, window) for tv in tvs]
+            hm, hs, _ = evaluation.mean_std([x["hit_rate"] for x in per])
+            cm, _, _ = evaluation.mean_std([x["chance"] for x in per])
+            km, ks, _ = evaluation.mean_std([x["hit_rate"] for x in ctrl])
+            data["scores"][rm][scorer] = {
+                "hit_rate": hm, "hit_rate_std": hs, "chance": cm,
+                "lift": hm / cm if cm and cm == cm else float("nan"),
+                "control_hit_rate": km, "control_hit_rate_std": ks,
+                "per_seed": [x["hit_rate"] for x in per],
+                "median_offset": float(np.median([x["median_offset"] for x in per])), "n": per[0]["n"]}
             bad = _nanmean0([aligned_curve(tv, scorer, error_columns, rows_bad, d) for tv in tvs])
-            good = _nanmean0([aligned_curve(tv, scorer, pseudo, rows_good, d) for tv in tvs])
+            good = _nanmean0([aligned_curve(tv, scorer, pseudo, rows_ctrl, d) for tv in tvs])
             data["aligned"][rm][scorer] = {"incorrect": bad.tolist(), "correct": good.tolist()}
     data = to_jsonable(data)
     return Analysis("error_localisation", data, plots.error_localisation(data, scorers))
@@ -439,8 +467,8 @@ def reward_correlations(values: dict[str, list[TokenValues]], fractions: list[fl
             for kind, fn in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr)):
                 per = np.array([[_corr(fn, tv.at_fraction(scorer, f), tv.rewards) for f in fractions]
                                 for tv in tvs])
-                entry[kind] = {"mean": np.nanmean(per, 0).tolist(),
-                               "seed_std": (np.nanstd(per, 0, ddof=1) if len(tvs) > 1 else 0 * per[0]).tolist(),
+                std = np.nanstd(per, 0, ddof=1) if len(tvs) > 1 else np.zeros_like(per[0])
+                entry[kind] = {"mean": np.nanmean(per, 0).tolist(), "seed_std": std.tolist(),
                                "per_seed": per.tolist()}
             data["correlations"][rm][scorer] = entry
     data = to_jsonable(data)
@@ -645,8 +673,8 @@ def comparison_table(metrics: dict, fractions: tuple[float, ...] = (0.2, 0.5, 1.
                                                            f"[{e['ci_low']:.3f}, {e['ci_high']:.3f}]")
         for sc, label in ((q, f"Q ({q})"), (HEAD, "reward head")):
             e = metrics["error_localisation"][rm][sc]
-            col[f"localisation {label} (chance)"] = (f"{e['hit_rate']:.3f} ± {e['hit_rate_std']:.3f} "
-                                                     f"({e['chance']:.3f})")
+            col[f"localisation {label} (chance; control)"] = (
+                f"{e['hit_rate']:.3f} ± {e['hit_rate_std']:.3f} ({e['chance']:.3f}; {e['control_hit_rate']:.3f})")
         c = metrics["reward_correlations"][rm][q]["pearson"]
         for k, f in enumerate(metrics["correlation_fractions"]):
             col[f"Pearson r(Q @ {int(f * 100)}%, reward)"] = f"{c['mean'][k]:.3f} ± {c['seed_std'][k]:.3f}"

@@ -12,7 +12,7 @@ times both on the same sequences and reports:
 - the largest difference between the two methods' Q-values and head values (they must agree: same states).
 
     python tests/benchmarks/bench_qvalues.py                         # toy-sized random reward model, toy solutions
-    python tests/benchmarks/bench_qvalues.py --model-dir outputs/01_rm_training/toy/<run>/reward_models/goal_conditioned_seed0
+    python tests/benchmarks/bench_qvalues.py --model-dir <01 run>/reward_models/goal_conditioned_seed0
     python tests/benchmarks/bench_qvalues.py --size small --response-len 256 --n-seq 16
     python tests/benchmarks/bench_qvalues.py --json results.json
 
@@ -197,7 +197,8 @@ def main(argv=None):
     ap.add_argument("--n-seq", type=int, default=128, help="sequences scored")
     ap.add_argument("--response-len", type=int, default=0, help="synthetic responses of this many tokens; 0: the "
                                                                 "toy world's correct solutions (about 20-30 tokens)")
-    ap.add_argument("--batch-size", type=int, default=64, help="sequences (one pass) or prefixes (re-scoring) per forward")
+    ap.add_argument("--batch-size", type=int, default=64,
+                    help="sequences (one pass) or prefixes (re-scoring) per forward")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")

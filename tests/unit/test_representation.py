@@ -150,3 +150,16 @@ def test_params_validation():
         from_dict(RepresentationParams, {"prototypes": [{"name": "x", "pooling": "max"}]})
     with pytest.raises(ParamsError, match="unknown split"):
         from_dict(RepresentationParams, {"split": "gsm8k"})
+
+
+def test_matched_columns_follow_the_tokens_that_precede_real_errors():
+    # incorrect rows: errors right after ';' ; control rows: pseudo-errors must also follow a ';'
+    tv = _tv([np.zeros(13)] * 4)
+    tv.tokens = [list("1+2=3;3+1=5;") + ["</s>"], list("1+2=4;4+1=5;") + ["</s>"],
+                 list("2*2=4;4-1=3;") + ["</s>"], list("5+5=0;0+0=0;") + ["</s>"]]
+    errs = np.array([7, 1, -1, -1])  # row 0: step 2 starts at token 6 (column 7); row 1: at the start
+    cols = R.matched_columns(tv, errs, np.array([0, 1]), np.array([2, 3]), seed=0)
+    assert cols[0] == -1 and cols[1] == -1
+    for i in (2, 3):
+        c = cols[i]
+        assert c == 1 or tv.tokens[i][c - 2] == ";"
