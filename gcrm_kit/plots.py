@@ -47,6 +47,24 @@ def auroc_by_split(summary: list[dict]) -> go.Figure:
     return fig
 
 
+def results_table(summary: list[dict]) -> go.Figure:
+    """A table figure: one row per reward model, mean ± std over seeds of held-out pairwise accuracy and of
+    AUROC per split."""
+    splits = list(summary[0]["auroc"]) if summary else []
+    header = ["reward model", "seeds", "pairwise acc"] + [f"AUROC {s}" for s in splits]
+
+    def fmt(v):
+        return f"{v['mean']:.3f} ± {v['std']:.3f}"
+
+    cols = [[e["reward_model"] for e in summary], [e["n_seeds"] for e in summary],
+            [fmt(e["pairwise_accuracy"]) for e in summary]]
+    cols += [[fmt(e["auroc"][s]) for e in summary] for s in splits]
+    fig = go.Figure(go.Table(header={"values": header}, cells={"values": cols}))
+    fig.update_layout(title="Held-out pairwise accuracy and AUROC per split (mean ± std over seeds)",
+                      height=120 + 40 * len(summary), width=1000)
+    return fig
+
+
 def save_figure(fig: go.Figure, stem: str | Path) -> tuple[Path, Path]:
     """Write `<stem>.html` (plotly.js in a shared file beside it, so it opens offline) and `<stem>.json`."""
     stem = Path(stem)

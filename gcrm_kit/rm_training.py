@@ -199,6 +199,7 @@ def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardMod
         data_seed=rm_seed,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
                             data_collator=PairCollator(tokenizer.pad_token_id),
@@ -291,6 +292,7 @@ def save_figures(run: Run, result: RMTrainingResult) -> dict:
     figs = {
         "training_curves": plots.training_curves(logs),
         "auroc_by_split": plots.auroc_by_split(result.summary),
+        "results_table": plots.results_table(result.summary),
     }
     for name, fig in figs.items():
         plots.save_figure(fig, run.path("figures", name))

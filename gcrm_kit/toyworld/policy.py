@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -90,7 +91,7 @@ def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: P
         data_seed=seed,
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=LMCollator(tokenizer.pad_token_id))
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

@@ -70,3 +70,19 @@ def test_cached_builds_once_and_hides_partial_builds(tmp_path):
     seen = []
     cached(tmp_path, "thing", {"a": 2}, lambda d: seen.append((d / "half.txt").exists()))
     assert seen == [True]
+
+
+def test_find_rm_run_matches_params_and_needs_metrics(tmp_path):
+    from gcrm_kit.rm_training import find_rm_run, resolve_rm_run
+
+    p = _params(tmp_path)
+    assert find_rm_run(p) is None
+    unfinished = start_run(p)
+    assert find_rm_run(p) is None  # no metrics.json yet
+    finished = start_run(p)
+    (finished.dir / "metrics.json").write_text("{}")
+    assert find_rm_run(p) == finished.dir
+    assert find_rm_run(_params(tmp_path, seed=1)) is None  # other params, other run
+    assert resolve_rm_run(str(finished.dir), "toy") == finished.dir
+    with pytest.raises(FileNotFoundError, match="metrics.json"):
+        resolve_rm_run(str(unfinished.dir), "toy")
