@@ -65,6 +65,7 @@ class RepresentationInputs:
     error_columns: np.ndarray
     train_pairs: list[PreferencePair]
     tokenizer: object = None
+    n_empty_skipped: int = 0
 
 
 def first_error_columns(tokenizer, records: list[GenerationRecord], key: str = "first_error_char") -> np.ndarray:
@@ -111,6 +112,10 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
     first = model_dirs[names[0]][0]
     policy_dir = Path(json.loads((first / "rm_spec.json").read_text())["policy_dir"])
     records = cached_samples(p01, _cache_root_of(rm_dir, p01), policy_dir, p.split, "eval")
+    n_empty = sum(not r.response for r in records)
+    records = [r for r in records if r.response]  # an empty response has no token to read a value at
+    if not records:
+        raise ValueError(f"no non-empty {p.split!r} evaluation samples in {rm_dir}")
     if p.n_samples and p.n_samples < len(records):
         keep = np.sort(np.random.default_rng([p.seed, 21]).choice(len(records), p.n_samples, replace=False))
         records = [records[i] for i in keep]
@@ -118,7 +123,8 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
     labels = np.array([r.is_correct for r in records], dtype=bool)
     inputs = RepresentationInputs(rm_dir, p01, model_dirs, seeds, records, labels,
                                   first_error_columns(tokenizer, records),
-                                  load_jsonl(rm_dir / "data" / "train_pairs.jsonl", PreferencePair), tokenizer)
+                                  load_jsonl(rm_dir / "data" / "train_pairs.jsonl", PreferencePair), tokenizer,
+                                  n_empty)
     if run is not None:
         run.write_json("inputs.json", inputs_summary(inputs, p))
     return inputs
@@ -132,7 +138,7 @@ def inputs_summary(inputs: RepresentationInputs, p: RepresentationParams) -> dic
             "n_incorrect_with_first_error": int((~inputs.labels & err).sum()),
             "n_correct_with_a_wrong_step": int((inputs.labels & err).sum()),
             "rm_seeds": inputs.rm_seeds, "model_dirs": {k: [str(d) for d in v] for k, v in inputs.model_dirs.items()},
-            "train_pairs": len(inputs.train_pairs)}
+            "train_pairs": len(inputs.train_pairs), "empty_responses_skipped": inputs.n_empty_skipped}
 
 
 # ------------------------------------------------------------------------------------------------ read the models
@@ -233,7 +239,7 @@ def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_bootstrap: int, se
         idx = rng.integers(0, N, size=(b, N))
         sc = scores[:, :, idx]  # (S, F, b, N)
         lab = np.broadcast_to(labels[idx], sc.shape)
-        out.append(np.nanmean(auroc_rows(sc, lab), axis=0).T)  # (b, F)
+        out.append(_nanmean0(auroc_rows(sc, lab)).T)  # (b, F)
     return np.concatenate(out)
 
 
@@ -265,8 +271,7 @@ def partial_auroc(values: dict[str, list[TokenValues]], labels: np.ndarray, frac
                 lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0) if np.isfinite(boot).any() else (
                     np.full(len(fractions), np.nan), np.full(len(fractions), np.nan))
             curves[rm][scorer] = {
-                "per_seed": arr.tolist(), "mean": np.nanmean(arr, 0).tolist(),
-                "seed_std": (np.nanstd(arr, 0, ddof=1) if len(tvs) > 1 else np.zeros(len(fractions))).tolist(),
+                "per_seed": arr.tolist(), "mean": _nanmean0(arr).tolist(), "seed_std": _nanstd0(arr).tolist(),
                 "ci_low": np.asarray(lo).tolist(), "ci_high": np.asarray(hi).tolist()}
     data = {"fractions": list(fractions), "n": int(len(labels)), "n_correct": int(labels.sum()),
             "n_bootstrap": n_bootstrap, "curves": curves}
@@ -445,11 +450,20 @@ def error_localisation(values: dict[str, list[TokenValues]], labels: np.ndarray,
     return Analysis("error_localisation", data, plots.error_localisation(data, scorers))
 
 
-def _nanmean0(arrays: list[np.ndarray]) -> np.ndarray:
+def _nanmean0(arrays) -> np.ndarray:
     """Mean over the first axis ignoring NaNs; NaN (without a warning) where every entry is NaN."""
     a = np.asarray(arrays, dtype=float)
     n = (~np.isnan(a)).sum(0)
     return np.where(n > 0, np.nansum(a, 0) / np.maximum(n, 1), np.nan)
+
+
+def _nanstd0(arrays) -> np.ndarray:
+    """Sample std (ddof 1) over the first axis ignoring NaNs: 0 for a single value, NaN for none."""
+    a = np.asarray(arrays, dtype=float)
+    n = (~np.isnan(a)).sum(0)
+    dev = np.where(np.isnan(a), 0.0, a - _nanmean0(a))
+    var = (dev ** 2).sum(0) / np.maximum(n - 1, 1)
+    return np.where(n > 0, np.sqrt(var), np.nan)
 
 
 # ------------------------------------------------------------------------------------------------ correlations
@@ -467,8 +481,7 @@ def reward_correlations(values: dict[str, list[TokenValues]], fractions: list[fl
             for kind, fn in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr)):
                 per = np.array([[_corr(fn, tv.at_fraction(scorer, f), tv.rewards) for f in fractions]
                                 for tv in tvs])
-                std = np.nanstd(per, 0, ddof=1) if len(tvs) > 1 else np.zeros_like(per[0])
-                entry[kind] = {"mean": np.nanmean(per, 0).tolist(), "seed_std": std.tolist(),
+                entry[kind] = {"mean": _nanmean0(per).tolist(), "seed_std": _nanstd0(per).tolist(),
                                "per_seed": per.tolist()}
             data["correlations"][rm][scorer] = entry
     data = to_jsonable(data)
