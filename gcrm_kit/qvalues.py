@@ -71,31 +71,52 @@ def load_prototypes(model_dir: str | Path, names: Sequence[str] | None = None) -
 
 
 @torch.no_grad()
+def pooled_states_many(model, tokenizer, prompts: list[str], responses: list[str], poolings: Sequence[str],
+                       batch_size: int = 128, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Final-layer states pooled per sequence in several ways from one forward pass: {pooling: (N, D)}, rows in
+    input order. `last`: the EOS state; `mean`: over response tokens and EOS; `random`: one response token (or the
+    EOS) drawn uniformly per sequence with `seed` (the paper's ablation; the draws do not depend on batching).
+    Sequences are batched by length, so little compute goes to padding."""
+    unknown = [x for x in poolings if x not in POOLINGS]
+    if unknown:
+        raise ValueError(f"unknown pooling {unknown[0]!r}; expected one of {POOLINGS}")
+    model.eval()
+    dev = next(model.parameters()).device
+    seqs = [encode(tokenizer, p, r) for p, r in zip(prompts, responses)]
+    u = torch.rand(len(seqs), generator=torch.Generator().manual_seed(seed))
+    pick = [min(int(u[i] * s.response_len), s.response_len - 1) for i, s in enumerate(seqs)]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].input_ids))
+    out = {x: torch.zeros(len(seqs), model.config.hidden_size) for x in poolings}
+    for s in tqdm(range(0, len(seqs), batch_size), desc=f"{'/'.join(poolings)}-pooled states", leave=False):
+        idx = order[s:s + batch_size]
+        b = {k: v.to(dev) for k, v in pad_batch([seqs[i] for i in idx], tokenizer.pad_token_id).items()}
+        h = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"]).hidden.float()
+        rows = torch.arange(h.shape[0], device=dev)
+        for pooling in poolings:
+            if pooling == "last":
+                v = h[rows, last_token_index(b["attention_mask"])]
+            elif pooling == "mean":
+                m = b["response_mask"].unsqueeze(-1).float()
+                v = (h * m).sum(1) / m.sum(1)
+            else:  # random; right padding, so response token j of row i sits at response_start + j
+                cols = torch.tensor([seqs[i].response_start + pick[i] for i in idx], device=dev)
+                v = h[rows, cols]
+            out[pooling][idx] = v.cpu()
+    return out
+
+
 def pooled_states(model, tokenizer, prompts: list[str], responses: list[str], pooling: str = "last",
                   batch_size: int = 128, seed: int = 0) -> torch.Tensor:
     """Final-layer states (N, D) pooled per sequence: `last` (the EOS), `mean` (over response tokens and EOS),
     or `random` (one response token drawn uniformly, seeded; the paper's ablation)."""
-    gen = torch.Generator().manual_seed(seed)
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for s in tqdm(range(0, len(prompts), batch_size), desc=f"{pooling}-pooled states", leave=False):
-        seqs = [encode(tokenizer, p, r) for p, r in zip(prompts[s:s + batch_size], responses[s:s + batch_size])]
-        b = {k: v.to(dev) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
-        h = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"]).hidden.float()
-        rows = torch.arange(h.shape[0], device=dev)
-        if pooling == "last":
-            out.append(h[rows, last_token_index(b["attention_mask"])])
-        elif pooling == "mean":
-            m = b["response_mask"].unsqueeze(-1).float()
-            out.append((h * m).sum(1) / m.sum(1))
-        elif pooling == "random":
-            m = b["response_mask"].float()
-            idx = torch.multinomial(m.cpu(), 1, generator=gen).squeeze(-1).to(dev)
-            out.append(h[rows, idx])
-        else:
-            raise ValueError(f"unknown pooling {pooling!r}; expected 'last', 'mean' or 'random'")
-    return torch.cat(out).cpu()
+    return pooled_states_many(model, tokenizer, prompts, responses, [pooling], batch_size, seed)[pooling]
+
+
+def prototype_provenance(model, pooling: str, count: int, seed: int = 0, extra: dict | None = None) -> dict:
+    """The provenance saved with a prototype: checkpoint (the model's `name_or_path`, unless `extra` names one),
+    layer, pooling, count, the seed of random pooling, and whatever `extra` adds (the data slice)."""
+    return {"checkpoint": str(getattr(model.config, "_name_or_path", "") or ""), "layer": LAYER,
+            "pooling": pooling, "count": count, **({"seed": seed} if pooling == "random" else {}), **(extra or {})}
 
 
 def build_prototype(model, tokenizer, prompts: list[str], responses: list[str], name: str,
@@ -112,10 +133,7 @@ def build_prototype(model, tokenizer, prompts: list[str], responses: list[str], 
     if pooling not in POOLINGS:
         raise ValueError(f"prototype {name!r}: unknown pooling {pooling!r}; expected one of {POOLINGS}")
     states = pooled_states(model, tokenizer, prompts, responses, pooling, batch_size, seed)
-    prov = {"checkpoint": str(getattr(model.config, "_name_or_path", "") or ""), "layer": LAYER,
-            "pooling": pooling, "count": len(prompts), **({"seed": seed} if pooling == "random" else {}),
-            **(provenance or {})}
-    return Prototype(name, states.mean(0), prov)
+    return Prototype(name, states.mean(0), prototype_provenance(model, pooling, len(prompts), seed, provenance))
 
 
 def build_prototypes(model, tokenizer, prompts: list[str], responses: list[str], labels: Sequence[str | None],

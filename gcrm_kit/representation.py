@@ -28,8 +28,8 @@ from . import evaluation, plots
 from .data import GenerationRecord, PreferencePair, load_jsonl
 from .models import load_reward_model
 from .params import RepresentationParams, RMTrainingParams
-from .qvalues import (Prototype, TokenValues, build_prototype, list_prototypes, load_prototypes,
-                      response_token_index, token_values)
+from .qvalues import (Prototype, TokenValues, list_prototypes, load_prototypes, pooled_states_many,
+                      prototype_provenance, response_token_index, token_values)
 from .runs import CACHE_DIRNAME, Run, resolve_output_root, seed_everything, start_run, to_jsonable
 
 log = logging.getLogger(__name__)
@@ -168,22 +168,27 @@ def read_reward_models(p: RepresentationParams, run: Run, inputs: Representation
     protos: dict[str, list] = {}
     values: dict[str, list] = {}
     check: dict[str, float] = {}
+    data_file = inputs.rm_run_dir / "data" / "train_pairs.jsonl"
+    sides = {side: [x.chosen if side == "chosen" else x.rejected for x in pairs]
+             for side in dict.fromkeys(s.responses for s in p.prototypes)}
     for name, dirs in inputs.model_dirs.items():
         for k, d in enumerate(dirs):
             model, tok = load_reward_model(d)
             out_dir = run.path("reward_models", d.name)
-            for spec in p.prototypes:
-                side = [x.chosen if spec.responses == "chosen" else x.rejected for x in pairs]
-                proto = build_prototype(
-                    model, tok, [x.prompt for x in pairs], side, spec.name, spec.pooling, batch_size=p.batch_size,
-                    seed=p.seed, provenance={"checkpoint": str(d), "data": f"{spec.responses} responses of "
-                                             f"{inputs.rm_run_dir / 'data' / 'train_pairs.jsonl'}",
-                                             "data_slice": spec.responses})
-                proto.save(out_dir)
-                if spec.responses == "chosen" and spec.pooling == "last" and "correct" in list_prototypes(d):
-                    saved = Prototype.load(d, "correct")
-                    if saved.provenance.get("pooling") == "last":
-                        check[d.name] = float((saved.vector - proto.vector).abs().max())
+            for side, side_responses in sides.items():
+                specs = [s for s in p.prototypes if s.responses == side]
+                # every pooling of one data slice comes from the same forward pass
+                states = pooled_states_many(model, tok, [x.prompt for x in pairs], side_responses,
+                                            list(dict.fromkeys(s.pooling for s in specs)), p.batch_size, p.seed)
+                for spec in specs:
+                    prov = prototype_provenance(model, spec.pooling, len(pairs), p.seed, {
+                        "checkpoint": str(d), "data": f"{side} responses of {data_file}", "data_slice": side})
+                    proto = Prototype(spec.name, states[spec.pooling].mean(0), prov)
+                    proto.save(out_dir)
+                    if side == "chosen" and spec.pooling == "last" and "correct" in list_prototypes(d):
+                        saved = Prototype.load(d, "correct")
+                        if saved.provenance.get("pooling") == "last":
+                            check[d.name] = float((saved.vector - proto.vector).abs().max())
             loaded = load_prototypes(out_dir, [s.name for s in p.prototypes])
             protos.setdefault(name, []).append(loaded)
             values.setdefault(name, []).append(token_values(

@@ -129,3 +129,24 @@ def test_char_offsets_map_to_tokens(tokenizer):
     # a tokenizer with multi-character tokens and a gap between them
     offsets = [(0, 3), (4, 6), (6, 9)]
     assert [char_to_token(offsets, c) for c in (0, 2, 3, 4, 5, 8, 9)] == [0, 0, 1, 1, 1, 2, None]
+
+
+def test_pooled_states_many_equal_one_sequence_at_a_time(rm):
+    from gcrm_kit.qvalues import pooled_states, pooled_states_many
+
+    model, tok = rm
+    many = pooled_states_many(model, tok, PROMPTS, RESPONSES, ["last", "mean", "random"], batch_size=3, seed=5)
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+        e = encode(tok, p, r)
+        with torch.no_grad():
+            ids = torch.tensor([e.input_ids])
+            h = reward_forward(model, ids, torch.ones_like(ids)).hidden[0]
+        resp = h[e.response_start:]
+        assert torch.allclose(many["last"][i], h[-1], atol=1e-5)
+        assert torch.allclose(many["mean"][i], resp.mean(0), atol=1e-5)
+        assert any(torch.allclose(many["random"][i], row, atol=1e-5) for row in resp)  # one of its own tokens
+    # the random draws do not depend on the batch size; another seed draws other tokens
+    again = pooled_states(model, tok, PROMPTS, RESPONSES, "random", batch_size=1, seed=5)
+    assert torch.allclose(again, many["random"], atol=1e-5)
+    other = pooled_states(model, tok, PROMPTS, RESPONSES, "random", batch_size=1, seed=6)
+    assert not torch.allclose(other, many["random"], atol=1e-5)
