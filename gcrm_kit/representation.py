@@ -284,13 +284,14 @@ def partial_auroc(values: dict[str, list[TokenValues]], labels: np.ndarray, frac
 
 
 def at_fraction(data: dict, rm: str, scorer: str, fraction: float) -> dict:
-    """One point of a `partial_auroc` result: {mean, seed_std, ci_low, ci_high} at `fraction`."""
+    """One point of a `partial_auroc` result: {mean, seed_std, ci_low, ci_high, per_seed} at `fraction`."""
     fr = np.asarray(data["fractions"])
     k = int(np.argmin(np.abs(fr - fraction)))
     if abs(fr[k] - fraction) > 1e-9:
         raise KeyError(f"fraction {fraction} was not computed; have {data['fractions']}")
     c = data["curves"][rm][scorer]
-    return {key: c[key][k] for key in ("mean", "seed_std", "ci_low", "ci_high")}
+    return {**{key: c[key][k] for key in ("mean", "seed_std", "ci_low", "ci_high")},
+            "per_seed": [row[k] for row in c["per_seed"]]}
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -683,7 +684,7 @@ def comparison_table(metrics: dict, fractions: tuple[float, ...] = (0.2, 0.5, 1.
     q = metrics["q_prototype"]
     cols = {}
     for rm, by in metrics["partial_auroc"].items():
-        col = {}
+        col = {"AUROC reward head @ 100%, per seed": ", ".join(f"{v:.3f}" for v in by[HEAD]["1.0"]["per_seed"])}
         for sc, label in ((q, f"Q ({q})"), (HEAD, "reward head")):
             for f in fractions:
                 e = by[sc][f"{f:.1f}"]
