@@ -4,25 +4,30 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PARAMS ?= toy
 
-.PHONY: setup toy test lab check clean-venv
+.PHONY: setup toy test test-distributed lab check clean-venv
 
-# Install the kit with its notebook and test extras. torch is pinned (pyproject.toml) and installed first so a
-# CPU machine takes its CPU build instead of the CUDA wheels.
+# Install the kit with its notebook, test and scale extras. torch is pinned (pyproject.toml) and installed first so
+# a CPU machine takes its CPU build instead of the CUDA wheels. deepspeed is built from source against that torch
+# (no build isolation, ops left to build on first use: DS_BUILD_OPS=0) before the kit, which then finds it installed.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[lab,dev]"
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation deepspeed==0.19.8
+	$(BIN)/python -m pip install -q -e ".[lab,dev,scale]"
 	touch $@
 
 # The main job: every notebook with params/<notebook>/$(PARAMS).yaml, headless through papermill.
 toy: setup
 	$(BIN)/gcrm run all --params $(PARAMS)
 
-# The test suite (what CI runs).
+# The test suite (what CI runs). `make test-distributed` runs only the multi-process tests.
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-distributed: setup
+	$(BIN)/python -m pytest -q -m distributed
 
 # Validate every params file.
 check: setup

@@ -125,3 +125,44 @@ def contrastive_loss(
     pi_neg = _pair_prob(_gather(h_chosen, draw.neg_source), _gather(h_rejected, draw.neg_goal), variant)
     loss = (-torch.log(pi_pos) - torch.log1p(-pi_neg)).mean()
     return ContrastiveOutput(loss, pi_pos, pi_neg)
+
+
+# ------------------------------------------------------------------------------------------------ GRM
+# Yang et al., "Regularizing Hidden States Enables Learning Generalizable Reward Model for LLMs" (NeurIPS 2024):
+# keep a language-model head on the same final states the reward head reads, and regularise with a text-generation
+# loss so the new reward head does not distort them.
+
+GRM_REGULARISERS = ("sft", "dpo", "dpo_noref")
+
+
+def response_logps(logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token log-probabilities over the response tokens (and the EOS), and their count.
+
+    logits (B, T, V) from the LM head at every position, input_ids and response_mask (B, T).
+    Token t is predicted by the logits at t - 1. Returns (sum_logp (B,), n_tokens (B,))."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    tok = torch.gather(logp, 2, input_ids[:, 1:, None]).squeeze(-1)
+    mask = response_mask[:, 1:].to(tok.dtype)
+    return (tok * mask).sum(-1), mask.sum(-1)
+
+
+def grm_regulariser(kind: str, logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, n_chosen: torch.Tensor,
+                    ref_chosen: torch.Tensor | None = None, ref_rejected: torch.Tensor | None = None,
+                    beta: float = 0.1) -> torch.Tensor:
+    """GRM's text-generation regularisers, each a scalar averaged over pairs. Inputs are (B,) summed response
+    log-probabilities (`response_logps`) under the trained model and, for `dpo`, the frozen reference.
+
+    - `sft`: mean per-token negative log-likelihood of the chosen response;
+    - `dpo`: -log sigmoid(beta * [(lp+ - ref+) - (lp- - ref-)]);
+    - `dpo_noref`: -log sigmoid(beta * (lp+ - lp-)).
+    """
+    if kind == "sft":
+        return (-logp_chosen / n_chosen.clamp(min=1)).mean()
+    if kind == "dpo":
+        if ref_chosen is None or ref_rejected is None:
+            raise ValueError("the 'dpo' regulariser needs reference log-probabilities")
+        return -F.logsigmoid(beta * ((logp_chosen - ref_chosen) - (logp_rejected - ref_rejected))).mean()
+    if kind == "dpo_noref":
+        return -F.logsigmoid(beta * (logp_chosen - logp_rejected)).mean()
+    raise ValueError(f"unknown GRM regulariser {kind!r}; expected one of {GRM_REGULARISERS}")

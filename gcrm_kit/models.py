@@ -8,25 +8,163 @@ forward pass, and computes position ids over real tokens so the result does not 
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from .data import check_tokenizer
 
+log = logging.getLogger(__name__)
+_ATTN_MESSAGE_SHOWN = False
 
-def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None):
+
+def resolve_attn_implementation(requested: str = "auto") -> str | None:
+    """The attention implementation to load with: `flash_attention_2` when asked for (or `auto`) and both the
+    `flash_attn` package and a GPU are there; otherwise None (the model's default attention, SDPA for Llama).
+    When flash-attention 2 was asked for, or `auto` runs on a GPU without it, one message says which is used."""
+    global _ATTN_MESSAGE_SHOWN
+    if requested in ("sdpa", "eager"):
+        return requested
+    have_flash = importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+    if have_flash:
+        return "flash_attention_2"
+    if (requested == "flash_attention_2" or torch.cuda.is_available()) and not _ATTN_MESSAGE_SHOWN:
+        why = "no GPU" if not torch.cuda.is_available() else "the flash_attn package is not installed"
+        log.warning("flash-attention 2 is not used (%s): the model's default attention runs instead "
+                    "(pip install 'gcrm_kit[gpu]' on a CUDA machine to get it)", why)
+        print(f"[gcrm] attention: flash-attention 2 unavailable ({why}); using the default attention", flush=True)
+        _ATTN_MESSAGE_SHOWN = True
+    return None
+
+
+def set_pad_token(tokenizer, pad_token: str = "") -> None:
+    """Give a tokenizer without a pad token one that is not its EOS: `pad_token` (an existing token) when given,
+    else its unk token. Raises ValueError naming the option when neither exists."""
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id and not pad_token:
+        return
+    if pad_token:
+        if tokenizer.convert_tokens_to_ids(pad_token) in (None, tokenizer.unk_token_id) and \
+                pad_token != tokenizer.unk_token:
+            raise ValueError(f"model.pad_token {pad_token!r} is not a token of this tokenizer")
+        tokenizer.pad_token = pad_token
+    elif tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+        tokenizer.pad_token = tokenizer.unk_token
+    else:
+        raise ValueError("the tokenizer has no pad token distinct from EOS and no unk token: set model.pad_token to "
+                         "an existing token that is not EOS (for Llama 3: '<|reserved_special_token_0|>')")
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, model_params=None, lora=None,
+                             quant=None):
     """Load a policy checkpoint as a reward model: same backbone, a new scalar head (normal, std 0.02 as the
-    config's initializer_range), pad id set so plain `transformers` pools at the EOS. Returns (model, tokenizer)."""
+    config's initializer_range), pad id set so plain `transformers` pools at the EOS. Returns (model, tokenizer).
+
+    `model_params` (params.ModelParams) sets dtype, attention and the pad token of a real tokenizer; `quant`
+    (QuantParams) loads the backbone in 4 bits and prepares it for k-bit training; `lora` (LoraParams) wraps the
+    model with peft adapters, the `score` head trained in full. All None (the toy world): a plain float32 model.
+    Under DeepSpeed ZeRO-3 (TrainingArguments with a stage-3 config made before this call), transformers builds
+    the model partitioned and initialises the missing head with its parameters gathered (rank 0's values).
+    """
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    kwargs = {}
+    if model_params is not None:
+        set_pad_token(tokenizer, model_params.pad_token)
+        if model_params.dtype != "float32":
+            kwargs["dtype"] = _dtype(model_params.dtype)
+        attn = resolve_attn_implementation(model_params.attn_implementation)
+        if attn:
+            kwargs["attn_implementation"] = attn
     check_tokenizer(tokenizer)
+    if quant is not None and quant.load_in_4bit:
+        kwargs["quantization_config"] = bnb_config(quant)
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation is part of the reward model's seed
-    model = AutoModelForSequenceClassification.from_pretrained(
-        policy_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id
-    )
+    # The load report would flag the policy's LM head as unexpected and the score head as missing: both are
+    # what turning a causal LM into a reward model means, so it is silenced and said once, plainly, instead.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            policy_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id, **kwargs
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    log.info("reward model from %s: backbone loaded, LM head left out, new scalar head initialised", policy_dir)
+    if quant is not None and quant.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        gc = bool(model_params is not None and model_params.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora is not None and lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules), modules_to_save=["score"]))
+    return model, tokenizer
+
+
+def bnb_config(quant):
+    """bitsandbytes 4-bit config from QuantParams; the `score` head is never quantised."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.quant_type,
+                              bnb_4bit_use_double_quant=quant.double_quant,
+                              bnb_4bit_compute_dtype=_dtype(quant.compute_dtype), llm_int8_skip_modules=["score"])
+
+
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_dir: str | Path, model_params=None,
+                  quant=None) -> Path:
+    """Merge a saved LoRA adapter (with its trained `score` head) into its base and save a plain
+    sequence-classification checkpoint in `out_dir`. Done on the CPU so it never competes with training for GPU
+    memory. With 4-bit training the base is the 4-bit model dequantised, so the merged weights are the ones the
+    adapter was trained against. Returns `out_dir`."""
+    from peft import PeftModel
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    kwargs = {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id}
+    dtype = _dtype(model_params.dtype) if model_params is not None else torch.float32
+    if quant is not None and quant.load_in_4bit:
+        base = AutoModelForSequenceClassification.from_pretrained(
+            base_dir, quantization_config=bnb_config(quant), device_map="cpu", **kwargs)
+        base = base.dequantize(dtype=dtype)
+    else:
+        base = AutoModelForSequenceClassification.from_pretrained(base_dir, dtype=dtype, **kwargs)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir)
+    return Path(out_dir)
+
+
+def load_reward_adapter(adapter_dir: str | Path, base_dir: str | Path | None = None, model_params=None, quant=None):
+    """Load a base model plus a saved LoRA adapter (and its head) as the trained reward model. The base comes from
+    the adapter's config unless `base_dir` is given; `quant` reloads it in 4 bits as in training.
+    Returns (model, tokenizer), the model in eval mode."""
+    import json
+
+    from peft import PeftModel
+
+    base_dir = base_dir or json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    kwargs = {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id}
+    if model_params is not None and model_params.dtype != "float32":
+        kwargs["dtype"] = _dtype(model_params.dtype)
+    if quant is not None and quant.load_in_4bit:
+        kwargs.update(quantization_config=bnb_config(quant),
+                      device_map={"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu")
+    base = AutoModelForSequenceClassification.from_pretrained(base_dir, **kwargs)
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    model.eval()
     return model, tokenizer
 
 
@@ -40,10 +178,26 @@ def load_reward_model(path: str | Path):
 
 
 def backbone_of(model):
-    """The transformer body of a sequence-classification model (unwrapping peft if present)."""
+    """The transformer body and the `score` head of a sequence-classification model (unwrapping peft if present)."""
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     return getattr(model, model.base_model_prefix), model.score
+
+
+def head_of(model) -> torch.nn.Module:
+    """The `score` head module inside `model`, through any wrappers: DistributedDataParallel and the DeepSpeed engine
+    (`.module`), peft (`get_base_model()`; the head is then peft's trained copy wrapper)."""
+    m = model
+    for _ in range(8):
+        if hasattr(m, "get_base_model"):
+            m = m.get_base_model()
+        if isinstance(getattr(m, "score", None), torch.nn.Module):
+            return m.score
+        inner = getattr(m, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            break
+        m = inner
+    raise TypeError(f"no `score` head found in {type(model).__name__}; expected a sequence-classification model")
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -65,15 +219,27 @@ class RewardOutput:
 
 def reward_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    position_ids: torch.Tensor | None = None) -> RewardOutput:
-    """One forward pass returning final states and rewards. `position_ids` default to counts over real tokens."""
+    """One forward pass returning final states and rewards. `position_ids` default to counts over real tokens.
+
+    The call goes through `model`'s own forward (whatever wraps it: DDP, the DeepSpeed engine, peft), so data
+    parallel gradient hooks and ZeRO-3's parameter gathering run as they are meant to; a forward hook on the `score`
+    head catches its input, the final states after the norm (B, T, D), and its output, the per-token rewards.
+    """
     if position_ids is None:
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    body, head = backbone_of(model)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                  use_cache=False).last_hidden_state
-    token_rewards = head(hidden).squeeze(-1)
+    caught = {}
+
+    def catch(module, args, output):
+        caught["hidden"], caught["token_rewards"] = args[0], output
+
+    handle = head_of(model).register_forward_hook(catch)
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    finally:
+        handle.remove()
+    hidden, token_rewards = caught["hidden"], caught["token_rewards"].squeeze(-1)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
-    rewards = token_rewards[rows, last_token_index(attention_mask)]
+    rewards = token_rewards[rows, last_token_index(attention_mask).to(hidden.device)]
     return RewardOutput(hidden, rewards, token_rewards)
 
 

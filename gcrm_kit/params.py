@@ -98,17 +98,30 @@ class ContrastiveParams:
 
 @dataclass
 class RewardModelSpec:
-    """One reward model to train: a name and its objective weights (BT + contrastive_weight * contrastive)."""
+    """One reward model to train: a name and its objective,
+    (1 - grm_weight) * BT + contrastive_weight * contrastive + grm_weight * GRM regulariser.
+
+    With grm_weight = 0 this is the paper's BT + lambda * contrastive; with contrastive_weight = 0 it is GRM's
+    (1 - alpha) * BT + alpha * L_reg (Yang et al., NeurIPS 2024)."""
 
     name: str = "baseline"
     contrastive_weight: float = 0.0
+    """lambda of the goal-conditioned contrastive term (0: none)"""
+    grm_weight: float = 0.0
+    """alpha of GRM's text-generation regulariser (0: none; GRM uses about 0.01)"""
+    grm_regulariser: Literal["sft", "dpo", "dpo_noref"] = "sft"
+    """`sft`: next-token loss on the chosen response; `dpo`: DPO against the frozen policy; `dpo_noref`: DPO
+    without a reference"""
+    grm_beta: float = 0.1
+    """beta of the DPO regularisers"""
 
 
 @dataclass
 class RewardTrainingParams:
     """Reward-model optimisation, shared by every reward model of a run (same data, same seeds)."""
 
-    epochs: float = 1.0
+    epochs: float = 2.0
+    """two passes: with one (90 steps on the toy pairs) one reward-model seed in three never took off"""
     batch_size: int = 32
     """pairs per step (2x sequences)"""
     learning_rate: float = 3e-4
@@ -135,6 +148,96 @@ class EvaluationParams:
     """questions per split, one sampled solution each"""
     temperature: float = 1.0
     batch_size: int = 256
+
+
+@dataclass
+class ModelParams:
+    """The reward model's backbone and how it is loaded. The defaults are the toy world's: its own tiny policy, in
+    float32 with the default attention."""
+
+    backbone: str = ""
+    """empty: the toy world's policy (trained by notebook 01); otherwise a hub id or a local folder of a causal LM
+    checkpoint (the paper initialises its reward model from the generator)"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """weights and compute: `bfloat16` trains in bf16 mixed precision (the paper's setting)"""
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    """`auto`: flash-attention 2 when it is importable and a GPU is present, else the model's default attention;
+    `flash_attention_2` falls back the same way, with one message saying so"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass (less memory, about a third more compute)"""
+    pad_token: str = ""
+    """for a tokenizer without a pad token: an existing token (not EOS) to pad with; empty: its unk token"""
+
+
+@dataclass
+class LoraParams:
+    """Low-rank adapters (peft) on the backbone; the scalar `score` head is always trained in full and saved with
+    the adapter (peft `modules_to_save`)."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class QuantParams:
+    """4-bit loading of the backbone (bitsandbytes; QLoRA when combined with LoRA). The score head stays unquantised."""
+
+    load_in_4bit: bool = False
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"
+
+
+@dataclass
+class DistributedParams:
+    """How many processes train, and through which launcher. One process trains inside the notebook; more run the
+    same stage code under the launcher as a subprocess whose log streams into the notebook."""
+
+    n_processes: int = 1
+    """processes (GPUs) per node"""
+    launcher: Literal["torchrun", "deepspeed"] = "torchrun"
+    deepspeed: str = ""
+    """a DeepSpeed config: a name in params/deepspeed/ (`zero2`, `zero3`, `zero3_offload`) or a JSON path; empty:
+    no DeepSpeed (plain data parallel when n_processes > 1)"""
+    gradient_accumulation_steps: int = 1
+    """global batch = training.batch_size x n_processes x gradient_accumulation_steps pairs"""
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset read through Hugging Face `datasets` and an adapter into the kit's schema (gcrm_kit.real_data)."""
+
+    adapter: str = ""
+    """how records are read: see `real_data.ADAPTERS` (e.g. openmathinstruct, hh_rlhf, gsm8k, math, records)"""
+    source: str = ""
+    """a hub dataset id, or a local file or folder (JSON lines, optionally gzipped, JSON, Parquet or CSV)"""
+    config: str = ""
+    """the hub dataset's configuration name, if it has several"""
+    split: str = "train"
+    limit: int = 0
+    """use only the first `limit` records (0: all)"""
+
+
+@dataclass
+class DataParams:
+    """Where the preference pairs and evaluation sets come from: the toy world, or real datasets."""
+
+    kind: Literal["toy", "real"] = "toy"
+    train: DatasetSpec = field(default_factory=DatasetSpec)
+    """preference pairs to train on (real data)"""
+    test: DatasetSpec = field(default_factory=DatasetSpec)
+    """held-out preference pairs for pairwise accuracy; no adapter: `pairs.heldout_fraction` of the train pairs"""
+    eval_sets: dict[str, DatasetSpec] = field(default_factory=dict)
+    """named evaluation sets for AUROC: generation records with correctness, or benchmark questions with reference
+    answers that the backbone then answers greedily (checked against the references)"""
+    chat_template: Literal["auto", "never"] = "auto"
+    """`auto`: render prompts with the tokenizer's chat template when it has one"""
+    max_new_tokens: int = 512
+    """greedy generation length for benchmark questions"""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,8 +267,16 @@ class RMTrainingParams:
     contrastive: ContrastiveParams = field(default_factory=ContrastiveParams)
     reward_models: list[RewardModelSpec] = field(default_factory=lambda: [
         RewardModelSpec("baseline", 0.0), RewardModelSpec("goal_conditioned", 0.5)])
+    train_pair_counts: list[int] = field(default_factory=list)
+    """also train every reward model on the first N training pairs for each N here (nested subsets, same for
+    every model) to trace AUROC against the amount of preference data; empty: all pairs only"""
     training: RewardTrainingParams = field(default_factory=RewardTrainingParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    lora: LoraParams = field(default_factory=LoraParams)
+    quant: QuantParams = field(default_factory=QuantParams)
+    distributed: DistributedParams = field(default_factory=DistributedParams)
+    data: DataParams = field(default_factory=DataParams)
 
     @property
     def params_stem(self) -> str:
@@ -192,8 +303,48 @@ class RMTrainingParams:
                 raise ParamsError(f"unknown split {name!r}; known: {sorted(SPLITS)}")
         if not self.rm_seeds:
             raise ParamsError("rm_seeds: need at least one seed")
+        for i, r in enumerate(self.reward_models):
+            if not 0.0 <= r.grm_weight < 1.0:
+                raise ParamsError(f"reward_models[{i}].grm_weight must be in [0, 1), got {r.grm_weight}")
+            if r.contrastive_weight < 0:
+                raise ParamsError(f"reward_models[{i}].contrastive_weight must be >= 0")
+        if any(n < 2 for n in self.train_pair_counts):
+            raise ParamsError(f"train_pair_counts: each count must be >= 2, got {self.train_pair_counts}")
         if not 0.0 < self.pairs.heldout_fraction < 1.0:
             raise ParamsError("pairs.heldout_fraction must be in (0, 1)")
+        validate_scale(self)
+
+
+def validate_scale(p) -> None:
+    """Checks of the shared scale pieces (model, lora, quant, distributed, data) of a notebook's params `p`."""
+    if p.distributed.n_processes < 1 or p.distributed.gradient_accumulation_steps < 1:
+        raise ParamsError("distributed.n_processes and distributed.gradient_accumulation_steps must be >= 1")
+    if p.quant.load_in_4bit and not p.lora.enabled:
+        raise ParamsError("quant.load_in_4bit needs lora.enabled: 4-bit weights are frozen, only adapters train")
+    if p.quant.load_in_4bit and p.distributed.deepspeed:
+        raise ParamsError("quant.load_in_4bit does not combine with distributed.deepspeed here; use one GPU "
+                          "(single_gpu.yaml) or drop the 4-bit loading")
+    if p.lora.enabled and (p.lora.r < 1 or not p.lora.target_modules):
+        raise ParamsError("lora: need r >= 1 and at least one target module")
+    if p.data.kind == "toy":
+        if p.model.backbone:
+            raise ParamsError("model.backbone is for real data (data.kind: real); the toy world trains its own")
+        if p.data.train.adapter or p.data.test.adapter or p.data.eval_sets:
+            raise ParamsError("data.train/test/eval_sets are read only with data.kind: real")
+    else:
+        if not p.model.backbone:
+            raise ParamsError("data.kind real needs model.backbone (a hub id or a local checkpoint folder)")
+        if not p.data.train.adapter or not p.data.train.source:
+            raise ParamsError("data.kind real needs data.train.adapter and data.train.source")
+        from .real_data import ADAPTERS
+
+        specs = {"data.train": p.data.train, "data.test": p.data.test,
+                 **{f"data.eval_sets.{k}": v for k, v in p.data.eval_sets.items()}}
+        for key, spec in specs.items():
+            if spec.adapter and spec.adapter not in ADAPTERS:
+                raise ParamsError(f"{key}.adapter: unknown adapter {spec.adapter!r}; known: {sorted(ADAPTERS)}")
+            if spec.adapter and not spec.source:
+                raise ParamsError(f"{key}.source: empty; give a hub dataset id or a local file")
 
 
 @dataclass

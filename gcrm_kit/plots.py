@@ -9,11 +9,13 @@ from plotly.subplots import make_subplots
 
 from .runs import atomic_write_text
 
-TRAINING_METRICS = ("bt_loss", "contrastive_loss", "accuracy", "reward_margin")
+TRAINING_METRICS = ("bt_loss", "contrastive_loss", "grm_loss", "accuracy", "reward_margin")
 
 
 def training_curves(logs: dict[str, list[dict]], metrics: tuple[str, ...] = TRAINING_METRICS) -> go.Figure:
-    """One panel per metric, one line per reward model run. `logs`: run name -> Trainer log_history."""
+    """One panel per metric that any run logged, one line per reward model run.
+    `logs`: run name -> Trainer log_history."""
+    metrics = tuple(m for m in metrics if any(m in h for hist in logs.values() for h in hist)) or metrics[:1]
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
     groups = sorted({name.rsplit("_seed", 1)[0] for name in logs})
@@ -44,6 +46,26 @@ def auroc_by_split(summary: list[dict]) -> go.Figure:
     fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance")
     fig.update_layout(barmode="group", yaxis={"title": "AUROC (correctness)", "range": [0.3, 1.0]},
                       title="AUROC of the final reward, in and out of distribution", height=400, width=800)
+    return fig
+
+
+def auroc_vs_pairs(curve: list[dict]) -> go.Figure:
+    """AUROC against the number of training pairs (log x axis), one line per reward model, mean with std over
+    seeds: in distribution (left) and averaged over the out-of-distribution splits (right)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ID AUROC", "mean OOD AUROC"), shared_yaxes=True)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+    names = list(dict.fromkeys(e["reward_model"] for e in curve))
+    for i, name in enumerate(names):
+        pts = sorted((e for e in curve if e["reward_model"] == name), key=lambda e: e["n_train_pairs"])
+        for col, key in ((1, "auroc_id"), (2, "auroc_ood_mean")):
+            fig.add_trace(go.Scatter(
+                x=[e["n_train_pairs"] for e in pts], y=[e[key]["mean"] for e in pts],
+                error_y={"type": "data", "array": [e[key]["std"] for e in pts]}, mode="lines+markers",
+                name=name, legendgroup=name, showlegend=col == 1, line={"color": palette[i % len(palette)]}),
+                row=1, col=col)
+    fig.update_xaxes(type="log", title_text="training pairs")
+    fig.update_yaxes(title_text="AUROC (correctness)", row=1, col=1)
+    fig.update_layout(height=400, width=950, title="AUROC against the amount of preference data")
     return fig
 
 

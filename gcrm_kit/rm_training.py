@@ -15,19 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import evaluation, plots
 from .data import GenerationRecord, PairCollator, PreferencePair, encode_pairs, load_jsonl, save_jsonl
 from .generation import sample_responses
-from .models import load_reward_model, reward_model_from_policy, score
-from .params import RMTrainingParams, RewardModelSpec, to_dict
+from .launch import deepspeed_config_path, run_launched, write_job
+from .memory import estimate_memory
+from .models import load_reward_model, merge_adapter, reward_model_from_policy, score
+from .params import ModelParams, RMTrainingParams, RewardModelSpec, dump_yaml, to_dict
 from .qvalues import build_prototype
-from .runs import Run, atomic_write_json, cached, seed_everything, start_run, to_jsonable
+from .runs import Run, atomic_write_json, atomic_write_text, cached, seed_everything, start_run, to_jsonable
 from .toyworld import MARK_CHARS, SPLITS, sample_problems, verify
 from .toyworld.policy import get_policy, policy_cache_key
-from .training import RewardTrainer
+from .training import RewardTrainer, attach_lm_head, detach_lm_head
 
 log = logging.getLogger(__name__)
 DONE = "DONE"
@@ -159,27 +162,77 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     return ToyWorld(policy_dir, eval_records, train, held, stats, acc)
 
 
+def build_world(p: RMTrainingParams, run: Run) -> ToyWorld:
+    """The data notebook 01 trains and evaluates on: the toy world (`data.kind: toy`) or real datasets."""
+    return build_toy_world(p, run) if p.data.kind == "toy" else build_real_world(p, run)
+
+
+def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
+    """Real data through the adapters of `gcrm_kit.real_data`: training pairs from `data.train`, held-out pairs from
+    `data.test` (or `pairs.heldout_fraction` of the training pairs), and per evaluation set generation records
+    with correctness (benchmark problems are answered greedily by the backbone first, cached). Prompts use the
+    tokenizer's chat template when it has one (`data.chat_template`). Writes the same files as the toy world."""
+    from . import real_data
+
+    d = p.data
+    tokenizer = AutoTokenizer.from_pretrained(p.model.backbone)
+    pairs = real_data.apply_chat_template(real_data.load_adapted(d.train, "pairs"), tokenizer, d.chat_template)
+    if d.test.adapter:
+        train = pairs
+        held = real_data.apply_chat_template(real_data.load_adapted(d.test, "pairs"), tokenizer, d.chat_template)
+    else:
+        train, held = split_heldout(pairs, p.pairs.heldout_fraction, p.seed)
+    eval_records = {}
+    for name, spec in d.eval_sets.items():
+        kind = real_data.ADAPTERS[spec.adapter].kind if spec.adapter in real_data.ADAPTERS else None
+        if kind == "problems":
+            key = {"artifact": "benchmark_answers", "version": 1, "model": p.model.backbone,
+                   "spec": to_dict(spec), "max_new_tokens": d.max_new_tokens, "chat_template": d.chat_template}
+
+            def build(tmp: Path, spec=spec) -> None:
+                problems = real_data.load_adapted(spec, "problems")
+                save_jsonl(real_data.answer_problems(problems, p.model.backbone, tokenizer, d.max_new_tokens,
+                                                     chat_template=d.chat_template), tmp / "records.jsonl")
+
+            recs = load_jsonl(cached(run.cache_root, "samples", key, build) / "records.jsonl", GenerationRecord)
+        else:
+            recs = real_data.apply_chat_template(real_data.load_adapted(spec, "records"), tokenizer, d.chat_template)
+        eval_records[name] = recs
+    stats = {"train_pairs": len(train), "heldout_pairs": len(held), "source": d.train.source}
+    acc = {name: float(np.mean([r.is_correct for r in recs])) for name, recs in eval_records.items()}
+    run.write_json("policy_accuracy.json", acc)
+    run.write_json("pair_stats.json", stats)
+    save_jsonl(train, run.path("data", "train_pairs.jsonl"))
+    save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
+    return ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc)
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 
-def reward_model_dir(run: Run, spec: RewardModelSpec, rm_seed: int) -> Path:
-    return reward_model_dir_in(run.dir, spec, rm_seed)
+def reward_model_dir(run: Run, spec: RewardModelSpec, rm_seed: int, n_pairs: int | None = None) -> Path:
+    return reward_model_dir_in(run.dir, spec, rm_seed, n_pairs)
 
 
-def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardModelSpec, rm_seed: int,
-                           out_dir: Path) -> Path:
-    """Train one reward model into `out_dir` (resuming from its checkpoints if any) and save it as a standard
-    sequence-classification checkpoint with its tokenizer, training log and the `correct` prototype.
-    A finished model (marked DONE) is returned as is."""
-    if (out_dir / DONE).is_file():
-        return out_dir
+def reward_training_args(p: RMTrainingParams, out_dir: Path, rm_seed: int) -> TrainingArguments:
+    """TrainingArguments for one reward model. Scale options (bf16, gradient checkpointing, gradient accumulation,
+    DeepSpeed) are added only when asked for, so the toy world's arguments stay the plain ones. Made before the
+    model is loaded: under ZeRO-3 transformers then builds the model already partitioned."""
     t = p.training
-    seed_everything(rm_seed)
-    model, tokenizer = reward_model_from_policy(world.policy_dir, seed=rm_seed)
-    train_enc, skips = encode_pairs(tokenizer, world.train_pairs, t.max_length)
-    if not train_enc:
-        raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
-    args = TrainingArguments(
+    extra = {}
+    if p.model.dtype == "bfloat16":
+        extra["bf16"] = True
+    if p.model.gradient_checkpointing:
+        extra.update(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
+    if p.distributed.gradient_accumulation_steps != 1:
+        extra["gradient_accumulation_steps"] = p.distributed.gradient_accumulation_steps
+    ds = deepspeed_config_path(p.distributed.deepspeed)
+    if ds is not None:
+        extra["deepspeed"] = str(ds)
+        extra.update(_cpu_deepspeed_state())
+    elif _world_size() > 1 and not torch.cuda.is_available():
+        extra.update(use_cpu=True, ddp_backend="gloo")  # data parallel over CPU processes (the tests' setting)
+    return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         per_device_train_batch_size=t.batch_size,
@@ -200,21 +253,146 @@ def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardMod
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        **extra,
     )
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _cpu_deepspeed_state() -> dict:
+    """DeepSpeed on CPU processes (how the test suite runs ZeRO-3: gloo between CPU processes). accelerate sets up
+    a DeepSpeed state only for accelerator devices, so on CPU the state is made here, with the gloo backend, and
+    the Trainer is told to use it. On GPUs nothing is needed."""
+    if torch.cuda.is_available() or _world_size() < 2:
+        return {}
+    import os
+
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    try:
+        PartialState(backend="gloo")
+    finally:
+        del os.environ["ACCELERATE_USE_DEEPSPEED"]
+    return {"accelerator_config": {"use_configured_state": True}}
+
+
+def _full_weight(param: torch.Tensor) -> torch.Tensor:
+    """A parameter's full value on CPU, gathered first when DeepSpeed ZeRO-3 has partitioned it."""
+    if hasattr(param, "ds_id"):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([param]):
+            return param.detach().contiguous().cpu().clone()
+    return param.detach().contiguous().cpu()
+
+
+PROBE_PAIRS = 4
+"""training pairs scored inside the training processes right after saving, then again from the saved checkpoint
+in one process: the two must agree (a ZeRO-3 save that lost weights would not)"""
+
+
+def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[PreferencePair], spec: RewardModelSpec,
+                     rm_seed: int, out_dir: Path) -> Path:
+    """Train one reward model on `train_pairs` into `out_dir` (resuming from its checkpoints if any) and save it as
+    a standard sequence-classification checkpoint with its tokenizer, training log and spec. Runs the same in the
+    notebook's process and in every process of a launched run (only the main process writes).
+
+    With LoRA the adapter (and the fully trained head) is saved in `out_dir/adapter` and merged into the base for
+    the plain checkpoint in `out_dir`. Rewards of the first PROBE_PAIRS pairs, computed by the trained model before
+    it is released, go to `rewards_at_save.json` for `finish_reward_model` to check the checkpoint against."""
+    t = p.training
+    args = reward_training_args(p, out_dir, rm_seed)
+    seed_everything(rm_seed)
+    scale = p.model.backbone or p.lora.enabled or p.quant.load_in_4bit or p.model != ModelParams()
+    model, tokenizer = reward_model_from_policy(policy_dir, seed=rm_seed, **(
+        dict(model_params=p.model, lora=p.lora, quant=p.quant) if scale else {}))
+    reference = None
+    if spec.grm_weight > 0:
+        # GRM: the policy's LM head rides on the reward model's final states (frozen under LoRA, where the base
+        # model stays untouched); the policy itself, frozen, is the DPO reference
+        reference = AutoModelForCausalLM.from_pretrained(policy_dir).eval().requires_grad_(False)
+        attach_lm_head(model, reference, trainable=not p.lora.enabled)
+        reference.to(next(model.parameters()).device)
+    train_enc, skips = encode_pairs(tokenizer, train_pairs, t.max_length)
+    if not train_enc:
+        raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
                             data_collator=PairCollator(tokenizer.pad_token_id),
-                            contrastive=p.contrastive, contrastive_weight=spec.contrastive_weight)
+                            contrastive=p.contrastive, spec=spec, reference=reference)
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    model.save_pretrained(out_dir)
+    lm_head = detach_lm_head(model)
+    if lm_head is not None:  # kept beside the checkpoint, not in it: scoring needs only the reward head
+        weight = _full_weight(lm_head.weight)  # every process takes part in a ZeRO-3 gather
+        if trainer.is_world_process_zero():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_file({"weight": weight}, str(out_dir / "grm_lm_head.safetensors"))
+    probe = [pr for pr in train_pairs[:PROBE_PAIRS]]
+    probe_prompts = [x.prompt for x in probe] * 2
+    probe_responses = [x.chosen for x in probe] + [x.rejected for x in probe]
+    # every process takes part: under ZeRO-3 each forward gathers the partitioned weights from all of them
+    probe_rewards = score(trainer.model_wrapped, tokenizer, probe_prompts, probe_responses, desc="probe")
+    if p.lora.enabled:
+        trainer.save_model(str(out_dir / "adapter"))
+    else:
+        trainer.save_model(str(out_dir))  # gathers ZeRO-3 partitions (stage3_gather_16bit_weights_on_model_save)
+    if not trainer.is_world_process_zero():
+        return out_dir
+    if p.lora.enabled:
+        tokenizer.save_pretrained(out_dir / "adapter")
+        merge_adapter(out_dir / "adapter", out_dir, policy_dir, p.model, p.quant)
     tokenizer.save_pretrained(out_dir)
+    atomic_write_json(out_dir / "rewards_at_save.json", {"prompts": probe_prompts, "responses": probe_responses,
+                                                         "rewards": probe_rewards.tolist()})
     atomic_write_json(out_dir / "training_log.json", to_jsonable(trainer.state.log_history))
     atomic_write_json(out_dir / "encoding.json", skips.as_dict())
-    atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed,
+    atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed, "n_train_pairs": len(train_pairs),
                                                  "contrastive": to_dict(p.contrastive),
-                                                 "training": to_dict(t), "policy_dir": str(world.policy_dir)})
-    proto = build_prototype(model, tokenizer, [x.prompt for x in world.train_pairs],
-                            [x.chosen for x in world.train_pairs], name="correct", pooling="last",
+                                                 "training": to_dict(t), "policy_dir": str(policy_dir),
+                                                 "model": to_dict(p.model), "lora": to_dict(p.lora),
+                                                 "quant": to_dict(p.quant),
+                                                 "distributed": to_dict(p.distributed)})
+    (out_dir / "SAVED").write_text("saved\n")
+    return out_dir
+
+
+def check_saved_rewards(out_dir: Path, tolerance: float | None = None) -> dict:
+    """Load the checkpoint in `out_dir` with plain `transformers` in this one process and score the probe pairs of
+    `rewards_at_save.json` again. Returns {"max_abs_diff", "n", "tolerance", "ok"}; writes checkpoint_check.json.
+    The default tolerance is 1e-4 for float32 and 5e-2 for bf16 or 4-bit training (the merged 4-bit model is the
+    dequantised base plus the adapter, which differs from the 4-bit kernels by rounding)."""
+    saved = json.loads((out_dir / "rewards_at_save.json").read_text())
+    spec = json.loads((out_dir / "rm_spec.json").read_text())
+    if tolerance is None:
+        low = spec.get("model", {}).get("dtype", "float32") != "float32" or spec.get("quant", {}).get("load_in_4bit")
+        tolerance = 5e-2 if low else 1e-4
+    model, tokenizer = load_reward_model(out_dir)
+    again = score(model, tokenizer, saved["prompts"], saved["responses"], desc="probe")
+    diff = float((again - torch.tensor(saved["rewards"])).abs().max()) if len(again) else 0.0
+    out = {"max_abs_diff": diff, "n": len(again), "tolerance": tolerance, "ok": diff <= tolerance}
+    atomic_write_json(out_dir / "checkpoint_check.json", out)
+    if not out["ok"]:
+        log.warning("%s: rewards from the saved checkpoint differ from the trained model's by %.3g (> %.3g)",
+                    out_dir, diff, tolerance)
+    return out
+
+
+def finish_reward_model(p: RMTrainingParams, world: ToyWorld, out_dir: Path,
+                        train_pairs: list[PreferencePair] | None = None) -> Path:
+    """After `fit_reward_model` (in this process or a launched one): check the saved checkpoint against the trained
+    model's rewards, build the `correct` prototype from it (chosen responses of `train_pairs`, by default all of
+    `world.train_pairs`), drop the training checkpoints and mark it DONE."""
+    train_pairs = world.train_pairs if train_pairs is None else train_pairs
+    check_saved_rewards(out_dir)
+    model, tokenizer = load_reward_model(out_dir)
+    model.to(eval_device(p))
+    proto = build_prototype(model, tokenizer, [x.prompt for x in train_pairs],
+                            [x.chosen for x in train_pairs], name="correct", pooling="last",
                             provenance={"checkpoint": str(out_dir), "data": "chosen responses of train_pairs.jsonl"})
     proto.save(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
@@ -222,10 +400,42 @@ def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardMod
     return out_dir
 
 
-def evaluate_reward_model(model_dir: Path, world: ToyWorld, batch_size: int = 256) -> dict:
+def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardModelSpec, rm_seed: int,
+                           out_dir: Path, train_pairs: list[PreferencePair] | None = None) -> Path:
+    """Train one reward model into `out_dir` (resuming from its checkpoints if any) and save it as a standard
+    sequence-classification checkpoint with its tokenizer, training log and the `correct` prototype.
+    `train_pairs` defaults to all of `world.train_pairs`. A finished model (marked DONE) is returned as is.
+
+    With `p.distributed.n_processes` > 1 the training runs under the launcher (`gcrm_kit.launch`) as a subprocess
+    whose log streams here; this process then checks and finishes the saved checkpoint."""
+    if (out_dir / DONE).is_file():
+        return out_dir
+    train_pairs = world.train_pairs if train_pairs is None else train_pairs
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if p.model.backbone or p.distributed.n_processes > 1 or p.lora.enabled or p.quant.load_in_4bit:
+        est, mode = estimate_memory(p, world.policy_dir)
+        print(est.describe(mode), flush=True)
+    if p.distributed.n_processes > 1:
+        if not (out_dir / "SAVED").is_file():
+            launch_dir = out_dir / "launch"
+            params_file = launch_dir / "params.yaml"
+            atomic_write_text(params_file, dump_yaml(p))
+            pairs_file = launch_dir / "train_pairs.jsonl"
+            save_jsonl(train_pairs, pairs_file)
+            job = write_job(launch_dir / "fit_reward_model.json", "fit_reward_model", params_file=params_file,
+                            pairs_file=pairs_file, policy_dir=str(world.policy_dir), spec=to_dict(spec),
+                            rm_seed=rm_seed, out_dir=str(out_dir.resolve()))
+            run_launched(job, p.distributed.n_processes, p.distributed.launcher)
+    elif not (out_dir / "SAVED").is_file():
+        fit_reward_model(p, world.policy_dir, train_pairs, spec, rm_seed, out_dir)
+    return finish_reward_model(p, world, out_dir, train_pairs)
+
+
+def evaluate_reward_model(model_dir: Path, world: ToyWorld, batch_size: int = 256, device: str = "cpu") -> dict:
     """Held-out pairwise accuracy and, per split, AUROC of the final reward for correctness; the model is loaded
     with plain `transformers` from `model_dir`, as a user would. Writes eval_scores.json beside it."""
     model, tokenizer = load_reward_model(model_dir)
+    model.to(device)
     held = world.heldout_pairs
     rc = score(model, tokenizer, [x.prompt for x in held], [x.chosen for x in held], batch_size)
     rr = score(model, tokenizer, [x.prompt for x in held], [x.rejected for x in held], batch_size)
@@ -240,6 +450,11 @@ def evaluate_reward_model(model_dir: Path, world: ToyWorld, batch_size: int = 25
     return out
 
 
+def eval_device(p: RMTrainingParams) -> str:
+    """Where the notebook's own process scores: a GPU for real backbones when there is one; the toy world on CPU."""
+    return "cuda" if p.model.backbone and torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class RMTrainingResult:
     """What notebook 01 produced: per-model metrics (one row per reward model and seed), the summary over
@@ -250,24 +465,51 @@ class RMTrainingResult:
     rows: list[dict]
     summary: list[dict]
     model_dirs: dict[str, list[Path]]
+    data_size_curve: list[dict] = field(default_factory=list)
 
 
 def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrainingResult:
-    """Train every reward model of `p.reward_models` for every seed of `p.rm_seeds` on the same pairs, evaluate
-    each, and write metrics.json (rows and a mean/std summary) to the run folder."""
+    """Train every reward model of `p.reward_models` for every seed of `p.rm_seeds` on the same pairs (and, for
+    each count in `p.train_pair_counts`, on the first that many pairs), evaluate each, and write metrics.json
+    (one row per model, seed and data size; a mean/std summary on all pairs; the data-size curve)."""
     rows, dirs = [], {}
-    for spec in p.reward_models:
-        for rm_seed in p.rm_seeds:
-            d = train_one_reward_model(p, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed))
-            dirs.setdefault(spec.name, []).append(d)
-            m = evaluate_reward_model(d, world, p.evaluation.batch_size)
-            rows.append({"reward_model": spec.name, "rm_seed": rm_seed, **m})
-    summary = summarise(rows, p.evaluation.splits)
-    result = RMTrainingResult(run.dir, world, rows, summary, dirs)
+    counts = sorted({n for n in p.train_pair_counts if n < len(world.train_pairs)})
+    for n in counts + [None]:
+        pairs = world.train_pairs if n is None else world.train_pairs[:n]
+        for spec in p.reward_models:
+            for rm_seed in p.rm_seeds:
+                d = train_one_reward_model(p, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed, n), pairs)
+                if n is None:
+                    dirs.setdefault(spec.name, []).append(d)
+                m = evaluate_reward_model(d, world, p.evaluation.batch_size, device=eval_device(p))
+                rows.append({"reward_model": spec.name, "rm_seed": rm_seed, "n_train_pairs": len(pairs),
+                             "all_pairs": n is None, **m})
+    full = [r for r in rows if r["all_pairs"]]
+    summary = summarise(full, list(world.eval_records))
+    curve = data_size_curve(rows, list(world.eval_records)) if counts else []
+    result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve)
     run.write_json("metrics.json", {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
                                     "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
-                                    "rows": rows, "summary": summary})
+                                    "rows": rows, "summary": summary, "data_size_curve": curve})
     return result
+
+
+def data_size_curve(rows: list[dict], splits: list[str]) -> list[dict]:
+    """Per reward model and number of training pairs: mean/std over seeds of ID AUROC and of the mean AUROC over
+    the out-of-distribution splits (every split but `id`)."""
+    out = []
+    ood = [s for s in splits if s != "id"]
+    keys = dict.fromkeys((r["reward_model"], r["n_train_pairs"]) for r in rows)
+    for name, n in keys:
+        rs = [r for r in rows if r["reward_model"] == name and r["n_train_pairs"] == n]
+        entry = {"reward_model": name, "n_train_pairs": n, "n_seeds": len(rs)}
+        for label, vals in (("auroc_id", [r["auroc"].get("id", float("nan")) for r in rs]),
+                            ("auroc_ood_mean", [float(np.nanmean([r["auroc"][s] for s in ood])) if ood
+                                                else float("nan") for r in rs])):
+            mean, std, _ = evaluation.mean_std(vals)
+            entry[label] = {"mean": mean, "std": std}
+        out.append(entry)
+    return out
 
 
 def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
@@ -294,6 +536,8 @@ def save_figures(run: Run, result: RMTrainingResult) -> dict:
         "auroc_by_split": plots.auroc_by_split(result.summary),
         "results_table": plots.results_table(result.summary),
     }
+    if result.data_size_curve:
+        figs["auroc_vs_pairs"] = plots.auroc_vs_pairs(result.data_size_curve)
     for name, fig in figs.items():
         plots.save_figure(fig, run.path("figures", name))
     return figs
@@ -306,7 +550,7 @@ def _read_log(d: Path) -> list[dict]:
 def train_reward_models(p: RMTrainingParams) -> RMTrainingResult:
     """Everything notebook 01 does, headless: start the run, build the world, train and evaluate, save figures."""
     run = start_run(p)
-    world = build_toy_world(p, run)
+    world = build_world(p, run)
     result = train_and_evaluate(p, run, world)
     save_figures(run, result)
     return result
@@ -387,5 +631,7 @@ def load_rm_run(run_dir: Path):
     return p, dirs
 
 
-def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int) -> Path:
-    return Path(run_dir) / "reward_models" / f"{spec.name}_seed{rm_seed}"
+def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int, n_pairs: int | None = None) -> Path:
+    """<run>/reward_models/<name>_seed<k> (all training pairs) or <name>_n<N>_seed<k> (the first N pairs)."""
+    size = "" if n_pairs is None else f"_n{n_pairs}"
+    return Path(run_dir) / "reward_models" / f"{spec.name}{size}_seed{rm_seed}"

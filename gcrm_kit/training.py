@@ -11,25 +11,46 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 
-from .losses import bradley_terry_loss, contrastive_loss, draw_positions
+from .losses import bradley_terry_loss, contrastive_loss, draw_positions, grm_regulariser, response_logps
 from .models import reward_forward
-from .params import ContrastiveParams
+from .params import ContrastiveParams, RewardModelSpec
+
+#: attribute under which GRM's language-model head rides on the reward model during training
+GRM_LM_HEAD = "grm_lm_head"
 
 
 class RewardTrainer(Trainer):
-    """A Trainer whose loss is BT + `contrastive_weight` * goal-conditioned contrastive loss.
+    """A Trainer whose loss is (1 - a) * BT + lambda * goal-conditioned contrastive + a * GRM regulariser,
+    with lambda = `spec.contrastive_weight` and a = `spec.grm_weight`.
 
     Batches come from `data.PairCollator`: 2B rows, the B chosen sequences first, then the B rejected, with
-    `response_mask` and `position_ids`. Logged besides `loss`: `bt_loss`, `contrastive_loss`, `accuracy`
-    (share of training pairs ranked right), `pi_pos`, `pi_neg`, `reward_margin`, averaged over the logging window.
+    `response_mask` and `position_ids`. Logged besides `loss`: `bt_loss`, `contrastive_loss`, `grm_loss`,
+    `accuracy` (share of training pairs ranked right), `pi_pos`, `pi_neg`, `reward_margin`, averaged over the
+    logging window.
+
+    GRM needs a language-model head on the reward model's final states: attach it with `attach_lm_head` before
+    building the trainer (so the optimiser and checkpoints include it) and pass `reference` (a frozen causal LM)
+    for the `dpo` regulariser.
     """
 
-    def __init__(self, *args, contrastive: ContrastiveParams, contrastive_weight: float = 0.0, **kwargs):
+    def __init__(self, *args, contrastive: ContrastiveParams, spec: RewardModelSpec | None = None,
+                 reference=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.contrastive = contrastive
-        self.contrastive_weight = float(contrastive_weight)
+        self.spec = spec or RewardModelSpec()
+        self.contrastive_weight = float(self.spec.contrastive_weight)
+        self.grm_weight = float(self.spec.grm_weight)
+        self.reference = reference
+        if self.grm_weight > 0 and getattr(self._unwrapped(), GRM_LM_HEAD, None) is None:
+            raise ValueError("grm_weight > 0 needs a language-model head: call attach_lm_head(model, ...) first")
+        if self.grm_weight > 0 and self.spec.grm_regulariser == "dpo" and reference is None:
+            raise ValueError("the 'dpo' GRM regulariser needs a frozen reference model")
         self._window: dict[str, list[float]] = defaultdict(list)
         self._draw_generator: torch.Generator | None = None
+
+    def _unwrapped(self):
+        m = self.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
 
     def _generator(self, device) -> torch.Generator:
         if self._draw_generator is None or self._draw_generator.device != torch.device(device):
@@ -42,7 +63,7 @@ class RewardTrainer(Trainer):
         B = inputs["input_ids"].shape[0] // 2
         r_c, r_r = out.rewards[:B], out.rewards[B:]
         bt = bradley_terry_loss(r_c, r_r)
-        loss = bt
+        loss = (1.0 - self.grm_weight) * bt
         stats = {"bt_loss": bt.detach(), "accuracy": (r_c > r_r).float().mean(),
                  "reward_margin": (r_c - r_r).detach().mean()}
         if self.contrastive_weight > 0:
@@ -51,9 +72,13 @@ class RewardTrainer(Trainer):
             draw = draw_positions(mask[:B], mask[B:], c.n_positive, c.n_negative, c.source_range, c.goal_range,
                                   generator=self._generator(mask.device))
             con = contrastive_loss(out.hidden[:B], out.hidden[B:], draw, c.variant)
-            loss = bt + self.contrastive_weight * con.loss
+            loss = loss + self.contrastive_weight * con.loss
             stats.update(contrastive_loss=con.loss.detach(), pi_pos=con.pi_pos.mean().detach(),
                          pi_neg=con.pi_neg.mean().detach())
+        if self.grm_weight > 0:
+            reg = self._grm_loss(out.hidden, inputs, B)
+            loss = loss + self.grm_weight * reg
+            stats["grm_loss"] = reg.detach()
         if model.training:
             for k, v in stats.items():
                 self._window[k].append(float(v))
@@ -61,8 +86,50 @@ class RewardTrainer(Trainer):
             return loss, {"rewards_chosen": r_c, "rewards_rejected": r_r}
         return loss
 
+    def _grm_loss(self, hidden: torch.Tensor, inputs: dict, B: int) -> torch.Tensor:
+        """GRM regulariser from the LM head applied to the reward model's own final states (2B, T, D)."""
+        kind = self.spec.grm_regulariser
+        head = getattr(self._unwrapped(), GRM_LM_HEAD)
+        rows = slice(0, B) if kind == "sft" else slice(None)  # SFT needs the chosen responses only
+        logits = head(hidden[rows])
+        lp, n = response_logps(logits, inputs["input_ids"][rows], inputs["response_mask"][rows])
+        if kind == "sft":
+            return grm_regulariser("sft", lp, None, n)
+        ref_c = ref_r = None
+        if kind == "dpo":
+            with torch.no_grad():
+                ref_logits = self.reference(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                            position_ids=inputs.get("position_ids")).logits
+                ref, _ = response_logps(ref_logits, inputs["input_ids"], inputs["response_mask"])
+            ref_c, ref_r = ref[:B], ref[B:]
+        return grm_regulariser(kind, lp[:B], lp[B:], n[:B], ref_c, ref_r, self.spec.grm_beta)
+
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._window:
             logs.update({k: sum(v) / len(v) for k, v in self._window.items()})
             self._window.clear()
         super().log(logs, *args, **kwargs)
+
+
+def attach_lm_head(model, causal_lm, trainable: bool = True) -> torch.nn.Module:
+    """Give the reward model GRM's language-model head: a copy of `causal_lm`'s output layer, riding on the model
+    as the submodule `grm_lm_head` so the optimiser trains it (unless `trainable` is False, as under LoRA where
+    the LM head stays untouched) and checkpoints carry it. Remove it with `detach_lm_head` before the final save:
+    the saved reward model stays a plain sequence-classification checkpoint. Returns the head."""
+    src = causal_lm.get_output_embeddings()
+    head = torch.nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
+    head.load_state_dict(src.state_dict())
+    head.to(device=next(model.parameters()).device, dtype=src.weight.dtype)
+    head.requires_grad_(trainable)
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target.add_module(GRM_LM_HEAD, head)
+    return head
+
+
+def detach_lm_head(model) -> torch.nn.Module | None:
+    """Remove and return the GRM language-model head from `model` (None if it has none)."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = getattr(target, GRM_LM_HEAD, None)
+    if head is not None:
+        delattr(target, GRM_LM_HEAD)
+    return head

@@ -115,3 +115,60 @@ def test_interrupted_training_resumes_from_checkpoint(tiny_policy_dir, tmp_path,
     log = json.loads((out / "training_log.json").read_text())
     steps = [h["step"] for h in log if "bt_loss" in h]
     assert steps[0] == 1 and steps[-1] == 6 and 5 in steps  # steps 1-4 restored from the checkpoint, 5-6 new
+
+
+@pytest.mark.parametrize("reg", ["sft", "dpo", "dpo_noref"])
+def test_grm_training_keeps_a_plain_checkpoint(tiny_policy_dir, tmp_path, reg):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from gcrm_kit.rm_training import train_one_reward_model
+
+    world = _tiny_world(tiny_policy_dir)
+    spec = RewardModelSpec("grm", contrastive_weight=0.5, grm_weight=0.1, grm_regulariser=reg)
+    out = train_one_reward_model(_params(), world, spec, 0, tmp_path / "rm")
+    log = json.loads((out / "training_log.json").read_text())
+    steps = [h for h in log if "bt_loss" in h]
+    assert steps and all("grm_loss" in h and "contrastive_loss" in h for h in steps)
+    # the saved reward model is a plain sequence-classification checkpoint: no LM head inside it
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "lm_head" in k]
+    head = load_file(str(out / "grm_lm_head.safetensors"))["weight"]
+    policy_head = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).lm_head.weight
+    assert head.shape == policy_head.shape and not torch.allclose(head, policy_head)  # it was trained
+    AutoModelForSequenceClassification.from_pretrained(out)
+
+
+def test_grm_loss_value_matches_hand_computation_on_first_step(tiny_policy_dir):
+    """The logged GRM-SFT loss of the first step equals the policy's own per-token NLL on the chosen responses,
+    computed here independently, since the attached head is the policy's and the backbone is untouched yet."""
+    from transformers import AutoModelForCausalLM
+
+    from gcrm_kit.data import PairCollator, encode_pairs
+    from gcrm_kit.training import RewardTrainer, attach_lm_head
+    from transformers import TrainingArguments
+
+    world = _tiny_world(tiny_policy_dir, n=4)
+    model, tok = reward_model_from_policy(tiny_policy_dir, seed=0)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).eval()
+    attach_lm_head(model, policy)
+    enc, _ = encode_pairs(tok, world.train_pairs, 64)
+    batch = PairCollator(tok.pad_token_id)(enc)
+    spec = RewardModelSpec("g", grm_weight=0.5, grm_regulariser="sft")
+    trainer = RewardTrainer(model=model, args=TrainingArguments(output_dir="/tmp/unused", report_to="none",
+                                                                use_cpu=True),
+                            contrastive=_params().contrastive, spec=spec)
+    model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        B = 4
+        logits = policy(input_ids=batch["input_ids"][:B], attention_mask=batch["attention_mask"][:B]).logits
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(2, batch["input_ids"][:B, 1:, None]).squeeze(-1)
+        m = batch["response_mask"][:B, 1:].float()
+        nll = (-(lp * m).sum(-1) / m.sum(-1)).mean()
+        from gcrm_kit.models import reward_forward
+        r = reward_forward(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"]).rewards
+        bt = -torch.nn.functional.logsigmoid(r[:B] - r[B:]).mean()
+    assert loss.item() == pytest.approx((0.5 * bt + 0.5 * nll).item(), rel=1e-4)

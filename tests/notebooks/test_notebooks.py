@@ -67,16 +67,24 @@ def test_smoke_run(nb, tmp_path, monkeypatch):
 
 
 def _check_rm_training(metrics, run):
-    assert {r["reward_model"] for r in metrics["rows"]} == {"baseline", "goal_conditioned"}
+    import yaml
+
+    params = yaml.safe_load((run / "params.resolved.yaml").read_text())
+    names = [m["name"] for m in params["reward_models"]]
+    assert {r["reward_model"] for r in metrics["rows"]} == set(names)
+    assert len(metrics["rows"]) == len(names) * len(params["rm_seeds"]) * (1 + len(params["train_pair_counts"]))
+    assert [e["reward_model"] for e in metrics["summary"]] == names
     for row in metrics["rows"]:
         assert 0.0 <= row["pairwise_accuracy"] <= 1.0
         for split, v in row["auroc"].items():
             assert v != v or 0.0 <= v <= 1.0  # NaN only when a split has one class
     for split, acc in metrics["policy_accuracy"].items():
         assert 0.0 <= acc <= 1.0
-    for name in ("baseline_seed0", "goal_conditioned_seed0"):
-        d = run / "reward_models" / name
+    for name in names:
+        d = run / "reward_models" / f"{name}_seed{params['rm_seeds'][0]}"
         assert (d / "config.json").is_file() and (d / "prototypes" / "correct.pt").is_file()
+    if params["train_pair_counts"]:
+        assert metrics["data_size_curve"] and (run / "figures" / "auroc_vs_pairs.html").is_file()
     for fig in ("training_curves", "auroc_by_split"):
         assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
 

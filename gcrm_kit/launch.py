@@ -1,0 +1,119 @@
+"""Run a stage in-process, or through the DeepSpeed / torchrun launcher when params ask for more than one process.
+
+A launched stage is described by a small JSON job file (which stage, where its inputs and outputs are; the
+science parameters are read back from the run folder's ``params.resolved.yaml``). The launcher starts
+``python -m gcrm_kit.stages <job.json>`` once per process; its output, progress bars included, is streamed into
+the caller (the notebook) as it comes and kept in a log file beside the job. The caller then goes on with the
+artifacts the stage saved. A failed launch raises `LaunchError` with the log's last lines; launching the same
+job again resumes from the stage's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from .runs import atomic_write_json, project_root
+
+DEEPSPEED_CONFIG_DIR = Path("params") / "deepspeed"
+
+
+class LaunchError(RuntimeError):
+    """A launched stage exited with an error; the message names the job, the exit code and the log file."""
+
+
+def deepspeed_config_path(name: str) -> Path | None:
+    """`name` of a config in params/deepspeed/ (`zero3`), or a JSON path -> its path; empty -> None.
+    Raises FileNotFoundError listing the available configs."""
+    if not name:
+        return None
+    p = Path(name).expanduser()
+    if p.suffix == ".json":
+        p = p if p.is_absolute() else project_root() / p
+    else:
+        p = project_root() / DEEPSPEED_CONFIG_DIR / f"{name}.json"
+    if not p.is_file():
+        have = sorted(x.stem for x in (project_root() / DEEPSPEED_CONFIG_DIR).glob("*.json"))
+        raise FileNotFoundError(f"distributed.deepspeed={name!r}: {p} not found; available: {have}")
+    return p
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface for the launcher's rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(launcher: str, n_processes: int, job_file: Path, port: int) -> list[str]:
+    """The command line that runs ``gcrm_kit.stages`` on `job_file` in `n_processes` processes on this node."""
+    if launcher == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_processes}",
+                "-m", "gcrm_kit.stages", str(job_file)]
+    if launcher == "deepspeed":
+        return [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={n_processes}",
+                f"--master_port={port}", "--no_local_rank", "--module", "gcrm_kit.stages", str(job_file)]
+    raise ValueError(f"unknown launcher {launcher!r}; expected 'torchrun' or 'deepspeed'")
+
+
+def write_job(job_file: Path, stage: str, **fields) -> Path:
+    """Write the job description a launched stage reads: {"stage": ..., **fields} (paths as strings)."""
+    return atomic_write_json(job_file, {"stage": stage, **{k: str(v) if isinstance(v, Path) else v
+                                                           for k, v in fields.items()}})
+
+
+def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", log_file: Path | None = None,
+                 stream=None) -> Path:
+    """Run the job in `job_file` under `launcher` with `n_processes` processes, streaming its output to `stream`
+    (default: this process's stdout, i.e. the notebook) and to `log_file` (default: beside the job).
+    Returns the log file. Raises LaunchError when the launched processes fail."""
+    job_file = Path(job_file).resolve()
+    log_file = Path(log_file) if log_file else job_file.with_suffix(".log")
+    stream = stream or sys.stdout
+    cmd = launch_command(launcher, n_processes, job_file, free_port())
+    env = os.environ.copy()
+    # the launched processes import the same gcrm_kit as this one (a checkout that is not installed included)
+    kit_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([kit_root] + [x for x in env.get("PYTHONPATH", "").split(os.pathsep) if x])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    # DeepSpeed's collectives call torch.distributed functions that warn on every step; keep the log readable
+    env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+    print(f"[gcrm] launching {json.loads(job_file.read_text())['stage']} on {n_processes} processes with "
+          f"{launcher}; log: {log_file}", file=stream, flush=True)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tail = ""
+    with open(log_file, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=project_root(), env=env,
+                                start_new_session=True)
+        try:
+            while True:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                text = decoder.decode(chunk)
+                stream.write(text)
+                stream.flush()
+                log.write(text)
+                tail = (tail + text)[-4000:]
+            rc = proc.wait()
+        except BaseException:
+            # the notebook was interrupted: stop every launched process, not only the launcher
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+    if rc != 0:
+        lines = "\n".join(tail.replace("\r", "\n").splitlines()[-25:])
+        raise LaunchError(f"{launcher} run of {job_file} exited with code {rc}; full log: {log_file}\n"
+                          f"last lines:\n{lines}\nRunning the same step again resumes from its last checkpoint.")
+    return log_file

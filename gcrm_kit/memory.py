@@ -1,0 +1,111 @@
+"""A rough per-device memory estimate for a reward-model training run, printed before it starts.
+
+Counts (bytes per parameter): weights (4 in float32, 2 in bf16, about 0.5 in 4 bits), gradients and AdamW states of
+the trained parameters (two float32 moments, plus a float32 master copy in bf16 mixed precision), divided over the
+processes as ZeRO partitions them (stage 2: gradients and optimizer states; stage 3: weights too), and
+activations after Korthikanti et al. (2022), "Reducing Activation Recomputation in Large Transformer Models":
+about 34 * s * b * h bytes per layer in 16 bits without recomputation (attention scores are not kept with
+flash-attention), about 2 * s * b * h per layer plus one layer's worth with gradient checkpointing.
+It is an estimate to catch an impossible configuration early, not a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 1024 ** 3
+
+
+@dataclass
+class MemoryEstimate:
+    n_params: int
+    n_trainable: int
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def describe(self, mode: str) -> str:
+        g = lambda b: f"{b / GIB:.2f} GiB"  # noqa: E731
+        return (f"[gcrm] estimated memory per device ({mode}): {self.n_params / 1e9:.3f}B parameters, "
+                f"{self.n_trainable / 1e6:.2f}M trained; weights {g(self.weights)}, gradients {g(self.gradients)}, "
+                f"optimizer {g(self.optimizer)}, activations ~{g(self.activations)} -> about {g(self.total)}")
+
+
+def count_parameters(backbone_dir: str | Path) -> tuple[int, dict]:
+    """Parameters of the sequence-classification model built from `backbone_dir`'s config (no weights loaded:
+    the model is built on the meta device). Returns (count, config as dict)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(backbone_dir, num_labels=1)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(cfg)
+    return sum(p.numel() for p in model.parameters()), cfg.to_dict()
+
+
+def lora_parameters(cfg: dict, lora) -> int:
+    """Adapter parameters for a Llama-like config: r * (in + out) per targeted projection per layer."""
+    h = cfg.get("hidden_size", 0)
+    inter = cfg.get("intermediate_size", 4 * h)
+    heads = cfg.get("num_attention_heads", 1)
+    kv = cfg.get("num_key_value_heads", heads) or heads
+    head_dim = cfg.get("head_dim") or h // max(heads, 1)
+    shapes = {"q_proj": (h, heads * head_dim), "k_proj": (h, kv * head_dim), "v_proj": (h, kv * head_dim),
+              "o_proj": (heads * head_dim, h), "gate_proj": (h, inter), "up_proj": (h, inter),
+              "down_proj": (inter, h)}
+    per_layer = sum(lora.r * (i + o) for name, (i, o) in shapes.items() if name in lora.target_modules)
+    return per_layer * cfg.get("num_hidden_layers", 0) + h  # + the score head
+
+
+def estimate_memory(p, backbone_dir: str | Path) -> tuple[MemoryEstimate, str]:
+    """Estimate per-device memory for training a reward model with params `p` (RMTrainingParams-like) from
+    `backbone_dir`. Returns (estimate, a one-line description of the mode)."""
+    n, cfg = count_parameters(backbone_dir)
+    bf16 = p.model.dtype == "bfloat16"
+    stage = _zero_stage(p.distributed.deepspeed)
+    world = p.distributed.n_processes
+    if p.quant.load_in_4bit:
+        w_bytes = 0.5 * n + 2 * cfg.get("vocab_size", 0) * cfg.get("hidden_size", 0)  # embeddings stay 16-bit
+    else:
+        w_bytes = (2 if bf16 else 4) * n
+    trained = lora_parameters(cfg, p.lora) if p.lora.enabled else n
+    grad_bytes = (2 if bf16 and not p.lora.enabled else 4) * trained
+    opt_bytes = (12 if bf16 and not p.lora.enabled else 8) * trained
+    if stage >= 3:
+        w_bytes /= world
+    if stage >= 2:
+        grad_bytes /= world
+    if stage >= 1:
+        opt_bytes /= world
+    if "offload" in (p.distributed.deepspeed or ""):
+        opt_bytes = 0.0  # kept in CPU memory
+    h, layers = cfg.get("hidden_size", 0), cfg.get("num_hidden_layers", 0)
+    sbh = 2 * p.training.batch_size * p.training.max_length * h  # chosen and rejected: 2 sequences per pair
+    width = 1.0 if (bf16 or p.quant.load_in_4bit) else 2.0  # float32 activations take twice the 16-bit bytes
+    if p.model.gradient_checkpointing:
+        act = width * (2 * sbh * layers + 34 * sbh)
+    else:
+        act = width * 34 * sbh * layers
+    mode = ", ".join(filter(None, [
+        "4-bit" if p.quant.load_in_4bit else ("bf16" if bf16 else "float32"),
+        f"LoRA r={p.lora.r}" if p.lora.enabled else "full fine-tune",
+        f"ZeRO-{stage} over {world} processes" if stage else (f"{world} processes" if world > 1 else "1 process"),
+        "gradient checkpointing" if p.model.gradient_checkpointing else "",
+        f"{p.training.batch_size} pairs x {p.training.max_length} tokens per device"]))
+    return MemoryEstimate(n, trained, w_bytes, grad_bytes, opt_bytes, act), mode
+
+
+def _zero_stage(name: str) -> int:
+    if not name:
+        return 0
+    from .launch import deepspeed_config_path
+
+    cfg = json.loads(deepspeed_config_path(name).read_text())
+    return int(cfg.get("zero_optimization", {}).get("stage", 0))

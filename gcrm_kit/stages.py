@@ -1,0 +1,45 @@
+"""Entry point of stages run under a launcher: ``python -m gcrm_kit.stages <job.json>``.
+
+Every process of a launched run reads the same job file (written by `launch.write_job`), loads the resolved params
+from the run folder and calls the same stage function the notebook calls in-process. Only the main process
+writes artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def fit_reward_model_job(job: dict) -> None:
+    """Train one reward model: job keys params_file, pairs_file, policy_dir, spec, rm_seed, out_dir."""
+    import yaml
+
+    from .data import PreferencePair, load_jsonl
+    from .params import RMTrainingParams, RewardModelSpec, from_dict
+    from .rm_training import fit_reward_model
+
+    p = from_dict(RMTrainingParams, yaml.safe_load(Path(job["params_file"]).read_text()))
+    pairs = load_jsonl(job["pairs_file"], PreferencePair)
+    spec = from_dict(RewardModelSpec, job["spec"])
+    fit_reward_model(p, Path(job["policy_dir"]), pairs, spec, int(job["rm_seed"]), Path(job["out_dir"]))
+
+
+STAGES = {"fit_reward_model": fit_reward_model_job}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gcrm_kit.stages", description=__doc__)
+    ap.add_argument("job", help="job JSON written by gcrm_kit.launch.write_job")
+    args, _ = ap.parse_known_args(argv)  # launchers may append their own flags (e.g. --local_rank)
+    job = json.loads(Path(args.job).read_text())
+    if job.get("stage") not in STAGES:
+        raise SystemExit(f"{args.job}: unknown stage {job.get('stage')!r}; known: {sorted(STAGES)}")
+    STAGES[job["stage"]](job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
