@@ -402,7 +402,8 @@ class RepresentationParams:
     q_prototype: str = "correct"
     """the prototype whose cosine is the Q-value in the curves, AUROC, localisation and correlation analyses"""
     split: str = "id"
-    """which split's evaluation samples of the notebook-01 run to analyse"""
+    """which evaluation split of the notebook-01 run to analyse (a toy-world split, or a name of its
+    `data.eval_sets` for real data)"""
     n_samples: int = 500
     """sampled solutions analysed (drawn with `seed` from the run's evaluation samples); 0: all of them"""
     fractions: list[float] = field(default_factory=lambda: [round(0.1 * k, 1) for k in range(11)])
@@ -425,15 +426,13 @@ class RepresentationParams:
         return self.params_name
 
     def validate(self) -> None:
-        from .toyworld.problems import SPLITS
-
         names = [s.name for s in self.prototypes]
         if not names or len(set(names)) != len(names):
             raise ParamsError(f"prototypes: need at least one, with distinct names, got {names}")
         if self.q_prototype not in names:
             raise ParamsError(f"q_prototype {self.q_prototype!r} is not one of prototypes {names}")
-        if self.split not in SPLITS:
-            raise ParamsError(f"unknown split {self.split!r}; known: {sorted(SPLITS)}")
+        if not self.split:
+            raise ParamsError("split: name the evaluation split (toy world) or evaluation set (real data)")
         for key in ("fractions", "correlation_fractions"):
             vals = getattr(self, key)
             if not vals or any(not 0.0 <= f <= 1.0 for f in vals):

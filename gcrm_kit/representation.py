@@ -86,13 +86,32 @@ def _cache_root_of(rm_run_dir: Path, rm_params: RMTrainingParams) -> Path:
     return resolve_output_root(rm_params.output_root) / CACHE_DIRNAME
 
 
+def eval_records_of_run(rm_dir: Path, p01: RMTrainingParams, split: str, policy_dir: Path
+                        ) -> list[GenerationRecord]:
+    """The evaluation records of `split` that notebook-01 run `rm_dir` scored: `data/eval_<split>.jsonl` in the run
+    folder when it is there; for the toy world, its cached samples (found beside the run, or sampled again with the
+    run's policy and params, which gives the same records)."""
+    from .rm_training import cached_samples
+    from .toyworld import SPLITS
+
+    saved = rm_dir / "data" / f"eval_{split}.jsonl"
+    if saved.is_file():
+        return load_jsonl(saved, GenerationRecord)
+    if p01.data.kind != "toy":
+        raise FileNotFoundError(f"{saved}: not found; this real-data run keeps no evaluation records of {split!r} "
+                                f"(its evaluation sets: {sorted(p01.data.eval_sets)})")
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not a toy-world split; known: {sorted(SPLITS)}")
+    return cached_samples(p01, _cache_root_of(rm_dir, p01), policy_dir, split, "eval")
+
+
 def load_inputs(p: RepresentationParams, run: Run | None = None) -> RepresentationInputs:
     """Find the notebook-01 run (`p.rm_run`, or the newest made with `p.rm_params`, trained now if none), pick its
     reward models and seeds, and load `p.n_samples` of its evaluation samples of `p.split` (from the sample
     cache beside that run; sampled again only if the cache is gone). Writes inputs.json into `run`."""
     from transformers import AutoTokenizer
 
-    from .rm_training import cached_samples, load_rm_run, resolve_rm_run
+    from .rm_training import load_rm_run, resolve_rm_run
 
     rm_dir = Path(resolve_rm_run(p.rm_run, p.rm_params, p.output_root)).resolve()
     p01, dirs = load_rm_run(rm_dir)
@@ -111,7 +130,7 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
                 raise FileNotFoundError(f"{d}: no reward-model checkpoint (config.json) there")
     first = model_dirs[names[0]][0]
     policy_dir = Path(json.loads((first / "rm_spec.json").read_text())["policy_dir"])
-    records = cached_samples(p01, _cache_root_of(rm_dir, p01), policy_dir, p.split, "eval")
+    records = eval_records_of_run(rm_dir, p01, p.split, policy_dir)
     n_empty = sum(not r.response for r in records)
     records = [r for r in records if r.response]  # an empty response has no token to read a value at
     if not records:

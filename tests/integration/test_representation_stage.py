@@ -65,3 +65,11 @@ def test_stage_end_to_end(fake_rm_run, tmp_path):
         assert np.isnan(m["partial_auroc"]["baseline"]["head"]["1.0"]["mean"])
     else:
         comparison_table(m)
+
+
+def test_unknown_split_is_named(fake_rm_run, tmp_path):
+    from gcrm_kit.representation import load_inputs
+
+    p = from_dict(RepresentationParams, {"output_root": str(tmp_path), "rm_run": str(fake_rm_run), "split": "gsm8k"})
+    with pytest.raises(ValueError, match="'gsm8k' is not a toy-world split"):
+        load_inputs(p)

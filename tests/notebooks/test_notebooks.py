@@ -94,7 +94,8 @@ def _check_representation(metrics, run):
         return v != v or 0.0 <= v <= 1.0  # NaN only when the smoke samples have one class
 
     inputs = metrics["inputs"]
-    assert inputs["n_samples"] > 0 and set(inputs["model_dirs"]) == {"baseline", "goal_conditioned"}
+    assert inputs["n_samples"] > 0 and set(inputs["model_dirs"]) >= {"baseline", "goal_conditioned"}
+    assert set(metrics["partial_auroc"]) == set(inputs["model_dirs"])
     for rm, by in metrics["partial_auroc"].items():
         assert set(by) >= {"correct", "incorrect", "correct_mean", "correct_random", "head"}
         for scorer, points in by.items():
