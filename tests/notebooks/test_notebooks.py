@@ -89,4 +89,30 @@ def _check_rm_training(metrics, run):
         assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
 
 
-SANITY = {"01_rm_training": _check_rm_training}
+def _check_representation(metrics, run):
+    def ok(v):
+        return v != v or 0.0 <= v <= 1.0  # NaN only when the smoke samples have one class
+
+    inputs = metrics["inputs"]
+    assert inputs["n_samples"] > 0 and set(inputs["model_dirs"]) >= {"baseline", "goal_conditioned"}
+    assert set(metrics["partial_auroc"]) == set(inputs["model_dirs"])
+    for rm, by in metrics["partial_auroc"].items():
+        assert set(by) >= {"correct", "incorrect", "correct_mean", "correct_random", "head"}
+        for scorer, points in by.items():
+            assert len(points) == 11 and all(ok(e["mean"]) for e in points.values())
+    for rm, by in metrics["error_localisation"].items():
+        for scorer, e in by.items():
+            assert ok(e["hit_rate"]) and ok(e["chance"])
+    for rm, by in metrics["reward_correlations"].items():
+        for scorer, e in by.items():
+            assert all(v != v or -1.0 <= v <= 1.0 for v in e["pearson"]["mean"])
+    # the prototypes notebook 01 saved equal the ones rebuilt here from the same pairs
+    assert all(d < 1e-4 for d in metrics["prototype_check_max_abs_diff"].values())
+    for fig in ("partial_auroc", "mean_curves", "example_curves", "error_localisation", "reward_correlations",
+                "projection_pca", "projection_tsne", "token_view_0"):
+        assert (run / "figures" / f"{fig}.html").is_file(), fig
+    protos = run / "reward_models" / "goal_conditioned_seed0" / "prototypes"
+    assert (protos / "correct_random.pt").is_file() and (protos / "correct_random.json").is_file()
+
+
+SANITY = {"01_rm_training": _check_rm_training, "02_representation_analysis": _check_representation}
