@@ -159,6 +159,8 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     run.write_json("pair_stats.json", stats)
     save_jsonl(train, run.path("data", "train_pairs.jsonl"))
     save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
+    for split, recs in eval_records.items():  # what later notebooks score, kept with the run that scored it
+        save_jsonl(recs, run.path("data", f"eval_{split}.jsonl"))
     return ToyWorld(policy_dir, eval_records, train, held, stats, acc)
 
 
@@ -204,6 +206,8 @@ def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     run.write_json("pair_stats.json", stats)
     save_jsonl(train, run.path("data", "train_pairs.jsonl"))
     save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
+    for split, recs in eval_records.items():  # what later notebooks score, kept with the run that scored it
+        save_jsonl(recs, run.path("data", f"eval_{split}.jsonl"))
     return ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc)
 
 
