@@ -60,6 +60,11 @@ RANDOM_MATCHED_TO = "q_goal"
 # ------------------------------------------------------------------------------------------------ the RM run
 
 
+def device() -> torch.device:
+    """Where models run: the first GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @dataclass
 class RMSetup:
     """The notebook-01 run this stage builds on: its params, the policy, and the two reward models per seed."""
@@ -181,7 +186,7 @@ def sample_toy(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[str
 
     def build(d: Path) -> None:
         problems = toy_questions(p, exclude)
-        policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir)
+        policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(device())
         tokenizer = AutoTokenizer.from_pretrained(setup.policy_dir)
         N = p.samples_per_question
         prompts = [q.prompt for q in problems for _ in range(N)]
@@ -303,6 +308,7 @@ def score_all(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet]
     for which in ("goal", "baseline"):
         for k, d in enumerate(setup.model_dirs[which]):
             model, tokenizer = load_reward_model(d)
+            model.to(device())
             proto = Prototype.load(d, "correct").vector
             out[(which, k)] = {s: score_sample_set(model, tokenizer, proto, ss, p.batch_size,
                                                    desc=f"scoring {s} with {d.name}") for s, ss in samples.items()}
@@ -605,7 +611,7 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
 
     test = samples["test"]
     o = p.online
-    policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir)
+    policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(device())
     tokenizer = AutoTokenizer.from_pretrained(setup.policy_dir)
     prompts = [r.prompt for r in test.records]
     uids = [int(u) for u in test.uids]
@@ -623,69 +629,68 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
             model.to(policy.device)
             rms[which].append((model, Prototype.load(d, "correct").vector))
 
-    rows = []
-    for si, seed in enumerate(setup.rm_seeds):
-        jobs = {"generate_all": (None, float("-inf"), p.max_new_tokens), "none": (None, float("-inf"), o.chunk_size)}
+    # every run of every seed, interleaved over the repeats so that a slow spell of the machine hits them all
+    jobs: dict[tuple[str, int], tuple] = {("generate_all", -1): (None, float("-inf"), p.max_new_tokens),
+                                          ("none", -1): (None, float("-inf"), o.chunk_size)}
+    for si in range(len(setup.rm_seeds)):
         for method, (which, signal) in PRUNING.items():
             model, proto = rms[which][si]
-            jobs[method] = (lambda m=model, g=proto, s=signal: RewardModelScorer(m, s, g),
-                            offline.chosen[(method, si)]["threshold"], o.chunk_size)
+            jobs[(method, si)] = (lambda m=model, g=proto, s=signal: RewardModelScorer(m, s, g),
+                                  offline.chosen[(method, si)]["threshold"], o.chunk_size)
         cuts = {uids[i]: int(t) for i, t in enumerate(offline.chosen[("random", si)]["prune_at"]) if t >= 0}
-        jobs["random"] = (lambda c=cuts: CutScorer(c), 0.0, o.chunk_size)
-        seconds: dict[str, list[float]] = {m: [] for m in jobs}
-        first: dict = {}
-        for rep in range(o.repeats):
-            for method, (make, tau, chunk) in jobs.items():
-                gen = generate_pruned(policy, tokenizer, prompts, uids, scorer=make() if make else None,
-                                      threshold=tau, chunk_size=chunk, desc=f"online {method}", **common)
-                extra_s, extra_tok = 0.0, 0
-                if p.all_pruned == "unfiltered" and make is not None:
-                    # the fallback needs every sample of an all-pruned question: generate them again, in full
-                    gone = _all_pruned_questions(test, gen, row_of)
-                    if gone:
-                        idx = [i for i, q in enumerate(test.question) if q in gone]
-                        again = generate_pruned(policy, tokenizer, [prompts[i] for i in idx], [uids[i] for i in idx],
-                                                chunk_size=chunk, desc="online fallback", **common)
-                        extra_s, extra_tok = again.seconds, again.policy_tokens
-                seconds[method].append(gen.seconds + extra_s)
-                if rep == 0:
-                    first[method] = (gen, extra_tok)
-        # scoring every finished sample once, as best-of-N and weighted voting must
-        score_s = {}
+        jobs[("random", si)] = (lambda c=cuts: CutScorer(c), 0.0, o.chunk_size)
+    seconds: dict[tuple, list[float]] = {j: [] for j in jobs}
+    first: dict = {}
+    for rep in range(o.repeats):
+        for job, (make, tau, chunk) in jobs.items():
+            gen = generate_pruned(policy, tokenizer, prompts, uids, scorer=make() if make else None, threshold=tau,
+                                  chunk_size=chunk, desc=f"online {job[0]}", **common)
+            extra_s, extra_tok = 0.0, 0
+            if p.all_pruned == "unfiltered" and make is not None:
+                # the fallback needs every sample of an all-pruned question: generate them again, in full
+                gone = _all_pruned_questions(test, gen, row_of)
+                if gone:
+                    idx = [i for i, q in enumerate(test.question) if q in gone]
+                    again = generate_pruned(policy, tokenizer, [prompts[i] for i in idx], [uids[i] for i in idx],
+                                            chunk_size=chunk, desc="online fallback", **common)
+                    extra_s, extra_tok = again.seconds, again.policy_tokens
+            seconds[job].append(gen.seconds + extra_s)
+            if rep == 0:
+                first[job] = (gen, extra_tok)
+    ref_tokens = first[("none", -1)][0].policy_tokens
+    ref_s, hf_s = _median(seconds[("none", -1)]), _median(seconds[("generate_all", -1)])
+    rows = []
+    for (method, si), (gen, extra_tok) in first.items():
+        prune_at = np.full(len(uids), -1)
+        for u, t in zip(gen.uids, gen.pruned_at):
+            prune_at[row_of[u]] = t
+        same = [gen.response_ids[j] == expected[row_of[u]] for j, u in enumerate(gen.uids) if gen.pruned_at[j] < 0]
+        ev = evaluate_pruning(test, prune_at, p.tie_break, p.all_pruned)
+        off = offline.chosen.get((method, si))
+        agree = float(np.mean(prune_at == off["prune_at"])) if off is not None else float(np.mean(prune_at < 0))
+        tokens = gen.policy_tokens + extra_tok
+        sec = _median(seconds[(method, si)])
+        rows.append({"method": method, "rm_seed": setup.rm_seeds[si] if si >= 0 else None,
+                     "threshold": None if off is None else off["threshold"],
+                     "chunk_size": jobs[(method, si)][2], "policy_tokens": tokens, "scorer_tokens": gen.scorer_tokens,
+                     "share_tokens_saved": 1 - tokens / ref_tokens, "seconds": sec,
+                     "seconds_all": seconds[(method, si)], "share_seconds_saved": 1 - sec / ref_s,
+                     "share_seconds_saved_vs_generate_all": 1 - sec / hf_s,
+                     "accuracy": ev["accuracy"], "share_pruned": ev["share_pruned"],
+                     "decisions_match_offline": agree,
+                     "kept_responses_match_offline": float(np.mean(same)) if same else float("nan")})
+    # best-of-N and weighted voting write every sample, then score each finished one once
+    for si, seed in enumerate(setup.rm_seeds):
         for which in ("goal", "baseline"):
             model, proto = rms[which][si]
             t0 = time.perf_counter()
             score_sample_set(model, tokenizer, proto, test, p.batch_size, desc=f"scoring test ({which})")
-            score_s[which] = time.perf_counter() - t0
-        ref_tokens = first["none"][0].policy_tokens
-        ref_s, hf_s = _median(seconds["none"]), _median(seconds["generate_all"])
-        for method, (gen, extra_tok) in first.items():
-            prune_at = np.full(len(uids), -1)
-            for u, t in zip(gen.uids, gen.pruned_at):
-                prune_at[row_of[u]] = t
-            same = [gen.response_ids[j] == expected[row_of[u]] for j, u in enumerate(gen.uids)
-                    if gen.pruned_at[j] < 0]
-            ev = evaluate_pruning(test, prune_at, p.tie_break, p.all_pruned)
-            off = offline.chosen.get((method, si))
-            agree = float(np.mean(prune_at == off["prune_at"])) if off is not None else float(np.mean(prune_at < 0))
-            tokens = gen.policy_tokens + extra_tok
-            s = _median(seconds[method])
-            rows.append({"method": method, "rm_seed": seed, "threshold": None if off is None else off["threshold"],
-                         "chunk_size": o.chunk_size if method != "generate_all" else p.max_new_tokens,
-                         "policy_tokens": tokens, "scorer_tokens": gen.scorer_tokens,
-                         "share_tokens_saved": 1 - tokens / ref_tokens, "seconds": s,
-                         "seconds_all": seconds[method], "share_seconds_saved": 1 - s / ref_s,
-                         "share_seconds_saved_vs_generate_all": 1 - s / hf_s,
-                         "accuracy": ev["accuracy"], "share_pruned": ev["share_pruned"],
-                         "decisions_match_offline": agree,
-                         "kept_responses_match_offline": float(np.mean(same)) if same else float("nan")})
-        for which in ("goal", "baseline"):
+            sec = ref_s + time.perf_counter() - t0
             for name in (f"best_of_n_{which}", f"weighted_{which}"):
-                s = ref_s + score_s[which]
                 rows.append({"method": name, "rm_seed": seed, "threshold": None, "chunk_size": o.chunk_size,
                              "policy_tokens": ref_tokens, "scorer_tokens": int(test.length.sum()),
-                             "share_tokens_saved": 0.0, "seconds": s, "share_seconds_saved": 1 - s / ref_s,
-                             "share_seconds_saved_vs_generate_all": 1 - s / hf_s,
+                             "share_tokens_saved": 0.0, "seconds": sec, "share_seconds_saved": 1 - sec / ref_s,
+                             "share_seconds_saved_vs_generate_all": 1 - sec / hf_s,
                              "accuracy": float(offline.credits[(name, si)].mean())})
     return rows
 

@@ -240,12 +240,14 @@ class FilteringParams:
     per prompt, to filter instead of sampling the toy world; online pruning is then skipped"""
     split: str = "id"
     """toy-world split the questions are drawn from (toyworld.SPLITS)"""
-    n_validation_questions: int = 200
+    n_validation_questions: int = 300
     """questions on which each method's threshold is chosen"""
-    n_test_questions: int = 200
+    n_test_questions: int = 300
     """questions on which everything is reported (0 with `generations`: every question not used for validation)"""
-    samples_per_question: int = 16
-    """N: solutions sampled per question and voted over"""
+    samples_per_question: int = 8
+    """N: solutions sampled per question and voted over. On the toy policy (63% of single samples right) the
+    vote is right for 85% of questions with 4 samples, 96% with 8 and 99.7% with 16: at 16 there is nothing left
+    for any filter to keep or lose"""
     temperature: float = 1.0
     max_new_tokens: int = 64
     skip_tokens: int = 5
