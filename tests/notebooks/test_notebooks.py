@@ -115,4 +115,33 @@ def _check_representation(metrics, run):
     assert (protos / "correct_random.pt").is_file() and (protos / "correct_random.json").is_file()
 
 
-SANITY = {"01_rm_training": _check_rm_training, "02_representation_analysis": _check_representation}
+def _check_filtering(metrics, run):
+    methods = {r["method"] for r in metrics["rows"]}
+    assert {"majority", "q_goal", "q_baseline", "token_reward_goal", "token_reward_baseline", "random",
+            "best_of_n_goal", "weighted_goal"} <= methods
+    unfiltered = {r["accuracy"] for r in metrics["rows"] if r["method"] == "majority"}
+    assert len(unfiltered) == 1  # every method sees the same samples
+    for r in metrics["rows"]:
+        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["share_tokens_saved"] <= 1.0
+        assert 0.0 <= r["share_pruned"] <= 1.0 and r["accuracy_unfiltered"] in unfiltered
+        if r["method"] in ("majority", "best_of_n_goal", "weighted_goal"):
+            assert r["share_tokens_saved"] == 0.0 and r["share_pruned"] == 0.0
+        else:
+            # a sample pruned at token t generated t + 1 tokens: never more than all of them
+            assert r["tokens_generated"] <= r["tokens_total"]
+    assert {f["set"] for f in metrics["frontier"]} == {"validation", "test"}
+    online = {r["method"]: r for r in metrics["online"]}
+    assert {"generate_all", "none", "q_goal", "random"} <= set(online)
+    for m in ("q_goal", "q_baseline", "random"):
+        # online pruning never generates more than generating everything, and prunes what offline pruned
+        assert online[m]["policy_tokens"] <= online["none"]["policy_tokens"]
+        assert online[m]["decisions_match_offline"] == 1.0
+        assert online[m]["seconds"] > 0
+    assert online["none"]["policy_tokens"] == online["generate_all"]["policy_tokens"]
+    assert (run / "per_question.csv").is_file()
+    for fig in ("frontier", "qvalue_traces", "online_cost"):
+        assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
+
+
+SANITY = {"01_rm_training": _check_rm_training, "02_representation_analysis": _check_representation,
+          "03_filtering": _check_filtering}

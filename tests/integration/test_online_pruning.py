@@ -1,0 +1,112 @@
+"""Online pruning on a tiny random policy and reward model: per-sample sampling makes samples independent of
+batching and chunking, the reward model's incremental scores equal one full pass, each token is read once, and
+online decisions equal the offline rule applied to the finished samples."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from gcrm_kit.data import GenerationRecord
+from gcrm_kit.filtering import make_sample_set, prune_positions, score_sample_set, threshold_grid
+from gcrm_kit.generation import CutScorer, RewardModelScorer, generate_pruned
+from gcrm_kit.models import reward_model_from_policy
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["1+2*3?", "4-5+6*7-1?", "9*9?", "3 plus 4 times 2?"] * 5
+# an untrained model emits anything; special tokens would not survive decoding, which the offline side relies on
+GEN = dict(max_new_tokens=40, temperature=1.5, seed=3, suppress_tokens=["<s>", "<pad>", "<unk>"])
+
+
+@pytest.fixture(scope="module")
+def models(tiny_policy_dir):
+    policy = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    rm, _ = reward_model_from_policy(tiny_policy_dir, seed=0)
+    rm.eval()
+    torch.manual_seed(1)
+    goal = torch.randn(policy.config.hidden_size)
+    return policy, tokenizer, rm, goal
+
+
+@pytest.fixture(scope="module")
+def full(models):
+    policy, tokenizer, _, _ = models
+    return generate_pruned(policy, tokenizer, PROMPTS, list(range(len(PROMPTS))), chunk_size=40, batch_size=64, **GEN)
+
+
+def as_sample_set(tokenizer, gen):
+    recs = [GenerationRecord(p, tokenizer.decode(r, skip_special_tokens=True), False, None, {"uid": u})
+            for p, r, u in zip(PROMPTS, gen.response_ids, gen.uids)]
+    ss = make_sample_set("t", recs, tokenizer)
+    # make_sample_set groups by prompt: the map back to generation order
+    return ss, [int(r.meta["uid"]) for r in ss.records]
+
+
+def test_samples_do_not_depend_on_batching_or_chunks(models, full):
+    policy, tokenizer, _, _ = models
+    assert 0 < sum(full.finished) < len(PROMPTS)  # some samples end early, some run to the limit
+    uids = list(range(len(PROMPTS)))
+    chunked = generate_pruned(policy, tokenizer, PROMPTS, uids, chunk_size=3, batch_size=7, **GEN)
+    assert chunked.response_ids == full.response_ids and chunked.finished == full.finished
+    rev = generate_pruned(policy, tokenizer, PROMPTS[::-1], uids[::-1], chunk_size=5, batch_size=3, **GEN)
+    assert rev.response_ids[::-1] == full.response_ids
+    assert full.policy_tokens == sum(len(r) for r in full.response_ids)
+    other = generate_pruned(policy, tokenizer, PROMPTS, [u + 100 for u in uids], chunk_size=40, batch_size=64, **GEN)
+    assert other.response_ids != full.response_ids
+
+
+@pytest.mark.parametrize("signal", ["q", "token_reward"])
+def test_incremental_scores_equal_one_pass_and_read_each_token_once(models, full, signal):
+    policy, tokenizer, rm, goal = models
+    scorer = RewardModelScorer(rm, signal, goal)
+    gen = generate_pruned(policy, tokenizer, PROMPTS, full.uids, scorer=scorer, chunk_size=4, batch_size=6, **GEN)
+    assert gen.response_ids == full.response_ids and all(t < 0 for t in gen.pruned_at)
+    prompt_tokens = sum(1 + len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS)
+    # prompts are padded to their batch's width; the padding is read but masked, real tokens are read once
+    assert gen.scorer_tokens == prompt_tokens + gen.policy_tokens
+    ss, order = as_sample_set(tokenizer, full)
+    one = score_sample_set(rm, tokenizer, goal, ss)
+    ref = one.q if signal == "q" else one.token_reward
+    for row, uid in enumerate(order):
+        inc = np.array(gen.scores[uid])  # an unfinished sample has no EOS: one score fewer than offline
+        np.testing.assert_allclose(inc, ref[row, :len(inc)], atol=1e-5)
+
+
+def test_online_decisions_equal_the_offline_rule(models, full):
+    policy, tokenizer, rm, goal = models
+    ss, order = as_sample_set(tokenizer, full)
+    q = score_sample_set(rm, tokenizer, goal, ss).q
+    # the offline rule on the finished samples, at a threshold that prunes some of them
+    tau = float(threshold_grid(q, 5, [0.5])[0])
+    offline = prune_positions(q, tau, 5)
+    chunk = 4
+    gen = generate_pruned(policy, tokenizer, PROMPTS, full.uids, scorer=RewardModelScorer(rm, "q", goal),
+                          threshold=tau, skip_tokens=5, chunk_size=chunk, batch_size=6, **GEN)
+    for row, uid in enumerate(order):
+        t = gen.pruned_at[uid]
+        if not full.finished[uid] and offline[row] == len(full.response_ids[uid]):
+            continue  # offline scores an EOS that an unfinished sample never generated
+        assert t == offline[row]
+        if t < 0:
+            assert gen.response_ids[uid] == full.response_ids[uid]
+        else:
+            # stopped within the chunk in which its Q-value fell: a prefix, at most chunk - 1 tokens past t
+            assert gen.response_ids[uid] == full.response_ids[uid][:len(gen.response_ids[uid])]
+            assert t + 1 <= len(gen.response_ids[uid]) < t + 1 + chunk
+    assert 0 < sum(t >= 0 for t in gen.pruned_at) < len(PROMPTS)
+    assert gen.policy_tokens < full.policy_tokens
+
+
+def test_cut_scorer_prunes_where_told(models, full):
+    policy, tokenizer, _, _ = models
+    long = [u for u, r in zip(full.uids, full.response_ids) if len(r) > 12]
+    cuts = {u: 6 + (u % 5) for u in long[:4]}
+    gen = generate_pruned(policy, tokenizer, PROMPTS, full.uids, scorer=CutScorer(cuts), threshold=0.0,
+                          skip_tokens=5, chunk_size=1, batch_size=8, **GEN)
+    for u in full.uids:
+        assert gen.pruned_at[u] == cuts.get(u, -1)
+        if u in cuts:  # chunk size 1: nothing is generated past the cut
+            assert len(gen.response_ids[u]) == cuts[u] + 1
+    assert gen.scorer_tokens == 0

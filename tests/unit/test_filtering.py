@@ -1,0 +1,200 @@
+"""Offline filtering: the pruning rule, token accounting, voting with its tie and all-pruned options, the threshold
+grid and its choice, random pruning at a matched budget, the statistics, and per-sample sampling noise."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from gcrm_kit.data import GenerationRecord
+from gcrm_kit.filtering import (
+    best_of_n_credit,
+    choose_threshold,
+    evaluate_pruning,
+    make_sample_set,
+    prune_positions,
+    pruning_statistics,
+    random_matched,
+    split_generations,
+    threshold_grid,
+    vote_credit,
+    weighted_credit,
+)
+from gcrm_kit.generation import PerSampleGumbel, first_below, hashed_uniform
+from gcrm_kit.params import FilteringParams, ParamsError, from_dict
+
+
+def rec(prompt, response, correct, answer):
+    return GenerationRecord(prompt, response, correct, answer)
+
+
+@pytest.fixture
+def two_questions(tokenizer):
+    """q0: answers 5 (right) x2, 3 x2 -> a 2-way tie; q1: 7 (right) x1, 1 x2, one unparsed answer."""
+    recs = [rec("1+4?", "1+4=5;A:5", True, "5"), rec("1+4?", "1+4=3;A:3", False, "3"),
+            rec("1+4?", "1+4=5;A:5", True, "5"), rec("1+4?", "1+4=3;A:3", False, "3"),
+            rec("2+5?", "2+5=7;A:7", True, "7"), rec("2+5?", "2+5=1;A:1", False, "1"),
+            rec("2+5?", "2+5=1;A:1", False, "1"), rec("2+5?", "2+5=", False, None)]
+    return make_sample_set("t", recs, tokenizer)
+
+
+def test_sample_set_codes_answers_and_lengths(two_questions):
+    ss = two_questions
+    assert ss.n_questions == 2 and list(ss.question) == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert list(ss.answer) == [0, 1, 0, 1, 0, 1, 1, -1]
+    assert ss.group_correct[0].tolist()[:2] == [True, False] and ss.group_correct[1].tolist()[:2] == [True, False]
+    # character tokenizer: response characters + EOS
+    assert ss.length[0] == len("1+4=5;A:5") + 1 and ss.length[7] == len("2+5=") + 1
+
+
+def test_first_below_skips_k_tokens_and_respects_offset():
+    s = torch.tensor([[-1.0, -1.0, 0.5, -0.2, -0.3], [0.5, 0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5, -1.0]])
+    valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    assert first_below(s, valid, 0.0, skip=2).tolist() == [3, -1, -1]  # early lows ignored; invalid ignored
+    assert first_below(s, valid, 0.0, skip=0).tolist() == [0, -1, -1]
+    # a chunk that starts at response token 10: positions are 10..14, all past skip
+    assert first_below(s, valid, 0.0, skip=5, offset=10).tolist() == [10, -1, -1]
+    assert first_below(s, valid, 0.0, skip=12, offset=10).tolist() == [13, -1, -1]
+
+
+def test_prune_positions_ignores_padding():
+    scores = np.array([[0.5, 0.5, -1.0, np.nan], [0.5, np.nan, np.nan, np.nan]])
+    assert prune_positions(scores, 0.0, 1).tolist() == [2, -1]
+    assert prune_positions(scores, 0.0, 3).tolist() == [-1, -1]
+
+
+def test_tie_break_options(two_questions):
+    ss = two_questions
+    kept = np.ones(8, dtype=bool)
+    # q0 is a 2-way tie between the right and a wrong answer; q1's vote is wrong (1 beats 7, None not counted)
+    assert vote_credit(ss, kept, "random").tolist() == [0.5, 0.0]
+    assert vote_credit(ss, kept, "loss").tolist() == [0.0, 0.0]
+    assert vote_credit(ss, kept, "favour_correct").tolist() == [1.0, 0.0]
+    # pruning one wrong sample in each question decides both votes
+    kept2 = kept.copy()
+    kept2[[1, 5]] = False
+    assert vote_credit(ss, kept2, "random").tolist() == [1.0, 0.5]
+    # nothing kept (or only unanswered samples): no answer, no credit
+    none = np.zeros(8, dtype=bool)
+    none[7] = True
+    assert vote_credit(ss, none, "favour_correct").tolist() == [0.0, 0.0]
+
+
+def test_weighted_vote_and_best_of_n(two_questions):
+    ss = two_questions
+    reward = np.array([3.0, -3.0, 0.0, 0.0, 4.0, -1.0, -1.0, 0.0])
+    # sigmoid weights: q0 5 -> 0.95 + 0.5, 3 -> 0.05 + 0.5; q1 7 -> 0.98, 1 -> 2 * 0.27
+    assert weighted_credit(ss, reward, "random").tolist() == [1.0, 1.0]
+    assert best_of_n_credit(ss, reward).tolist() == [1.0, 1.0]
+    assert best_of_n_credit(ss, -reward).tolist() == [0.0, 0.0]
+
+
+def test_token_accounting_and_all_pruned(two_questions):
+    ss = two_questions
+    L = ss.length
+    prune = np.array([5, -1, -1, -1, 6, 6, 6, 3])  # q1: every sample pruned
+    ev = evaluate_pruning(ss, prune, "random", "abstain")
+    # pruned at token t: tokens 0..t were generated (t + 1), kept: all of them
+    generated = 6 + L[1] + L[2] + L[3] + 7 + 7 + 7 + 4
+    assert ev["tokens_generated"] == generated and ev["tokens_total"] == L.sum()
+    assert math.isclose(ev["share_tokens_saved"], 1 - generated / L.sum())
+    assert ev["share_pruned"] == 5 / 8 and ev["questions_all_pruned"] == 1
+    # q0: kept 3 and 5 and 3 -> wrong; q1 abstains
+    assert ev["credit"].tolist() == [0.0, 0.0]
+    fb = evaluate_pruning(ss, prune, "random", "unfiltered")
+    # the fallback votes over all of q1's samples, and all of them count as generated
+    assert fb["credit"].tolist() == [0.0, 0.0]
+    assert fb["tokens_generated"] == 6 + L[1] + L[2] + L[3] + L[4:].sum()
+    nothing = evaluate_pruning(ss, np.full(8, -1), "random", "abstain")
+    assert nothing["share_tokens_saved"] == 0.0 and nothing["accuracy"] == 0.25
+
+
+def test_threshold_grid_prunes_the_requested_share():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(200, 30))
+    scores[:, 25:] = np.nan
+    taus = threshold_grid(scores, 5, [0.0, 0.1, 0.5, 1.0])
+    shares = [(prune_positions(scores, t, 5) >= 0).mean() for t in taus]
+    assert shares == [0.0, 0.1, 0.5, 1.0]
+    assert np.all(np.diff(taus) > 0)
+
+
+def test_choose_threshold_takes_most_savings_at_kept_accuracy():
+    sweep = [{"accuracy": 0.8, "share_tokens_saved": 0.0}, {"accuracy": 0.8, "share_tokens_saved": 0.2},
+             {"accuracy": 0.79, "share_tokens_saved": 0.5}, {"accuracy": 0.6, "share_tokens_saved": 0.9}]
+    assert choose_threshold(sweep, 0.8, 0.0) == 1
+    assert choose_threshold(sweep, 0.8, 0.02) == 2
+    assert choose_threshold(sweep, 0.95, 0.0) == 0  # nothing eligible: prune nothing
+
+
+def test_random_matched_keeps_the_budget_per_question(two_questions):
+    ss = two_questions
+    ref = np.array([6, -1, -1, -1, 6, 6, -1, -1])
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(30):
+        r = random_matched(ss, ref, 2, rng)
+        for q in range(ss.n_questions):
+            m = ss.question == q
+            assert (r[m] >= 0).sum() == (ref[m] >= 0).sum()
+        assert np.all((r < 0) | ((r >= 2) & (r < ss.length)))
+        seen.add(tuple(r >= 0))
+    assert len(seen) > 1  # the decisions really move between samples
+
+
+def test_pruning_statistics_match_scipy(two_questions):
+    ss = two_questions
+    prune = np.array([-1, 4, -1, 4, -1, 4, -1, -1])
+    st = pruning_statistics(ss, prune)
+    c = ss.correct.astype(float)
+    kept = prune < 0
+    assert st["correct_kept"] == c[kept].mean() and st["correct_all"] == c.mean()
+    ref = stats.ttest_ind(c[kept], c, equal_var=False)
+    assert math.isclose(st["ttest_kept_vs_all"]["p"], ref.pvalue)
+
+
+def test_split_generations_by_question(tokenizer):
+    recs = [rec(f"{q}+1?", "x", bool(j % 2), str(j)) for q in range(10) for j in range(3)]
+    p = from_dict(FilteringParams, {"generations": "x.jsonl", "n_validation_questions": 4, "n_test_questions": 0})
+    out = split_generations(p, recs)
+    val = {r.prompt for r in out["validation"]}
+    test = {r.prompt for r in out["test"]}
+    assert len(val) == 4 and len(test) == 6 and not val & test
+    assert len(out["validation"]) == 12
+
+
+def test_filtering_params_validation():
+    with pytest.raises(ParamsError, match="split"):
+        from_dict(FilteringParams, {"split": "nope"})
+    with pytest.raises(ParamsError, match="threshold_quantiles"):
+        from_dict(FilteringParams, {"threshold_quantiles": [1.5]})
+    with pytest.raises(ParamsError, match="tie_break"):
+        from_dict(FilteringParams, {"tie_break": "win"})
+    with pytest.raises(ParamsError, match="unknown key"):
+        from_dict(FilteringParams, {"online": {"chunk": 4}})
+
+
+def test_hashed_uniform_is_a_function_of_sample_step_and_token():
+    u = hashed_uniform(7, torch.tensor([0, 1, 2, 1]), 3, 50)
+    assert u.shape == (4, 50) and (u > 0).all() and (u < 1).all()
+    assert torch.equal(u[1], u[3])  # same sample, same step: same noise whatever its row
+    assert not torch.equal(u[0], u[1])
+    assert not torch.equal(u, hashed_uniform(7, torch.tensor([0, 1, 2, 1]), 4, 50))
+    assert not torch.equal(u, hashed_uniform(8, torch.tensor([0, 1, 2, 1]), 3, 50))
+    big = hashed_uniform(0, torch.arange(4000), 0, 50).flatten().numpy()
+    assert stats.kstest(big, "uniform").pvalue > 1e-3
+
+
+def test_per_sample_gumbel_samples_the_softmax():
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, -30.0])
+    T = 0.8
+    proc = PerSampleGumbel(seed=3, temperature=T)
+    n = 20000
+    proc.set_rows(torch.arange(n), prompt_len=0)
+    picks = proc(torch.zeros((n, 0), dtype=torch.long), logits.expand(n, -1).clone()).argmax(-1)
+    freq = torch.bincount(picks, minlength=5).numpy()
+    prob = torch.softmax(logits / T, -1).double().numpy()[:4]
+    chi2 = stats.chisquare(freq[:4], prob / prob.sum() * freq[:4].sum())
+    assert chi2.pvalue > 1e-3 and freq[4] == 0
