@@ -979,7 +979,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Mean and sample std over seeds of every rate and compute figure, per (method, reward model, target)."""
     from .evaluation import mean_std
 
-    keys = list(dict.fromkeys((r["method"], r["reward_model"], r["target"]) for r in rows))
+    keys = sorted(dict.fromkeys((r["method"], r["reward_model"], r["target"]) for r in rows),
+                  key=lambda k: METHOD_ORDER.index(k[0]) if k[0] in METHOD_ORDER else len(METHOD_ORDER))
     out = []
     for method, rm, target in keys:
         rs = [r for r in rows if (r["method"], r["reward_model"], r["target"]) == (method, rm, target)]
@@ -1080,6 +1081,37 @@ def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model:
             + f"\npolicy tokens sampled: {dec.policy_tokens}, reward-model tokens: {dec.rm_tokens}")
 
 
+def attribute_overview(p, setup: SteeringSetup):
+    """The judge's attributes: their description (toy attributes) and their share among the labelled examples,
+    with how many examples each prototype is built from (pandas DataFrame)."""
+    import pandas as pd
+
+    from .toyworld.attributes import ATTRIBUTES
+
+    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    rates = attribute_rates(judged)
+    protos = {s.attribute: [] for s in p.prototypes}
+    for s in p.prototypes:
+        n = sum(bool(j[s.attribute]) == s.value for j in judged)
+        protos[s.attribute].append(f"{s.name} ({s.attribute} = {s.value}: {n} examples)")
+    return pd.DataFrame([{"attribute": k, "description": ATTRIBUTES[k].description if k in ATTRIBUTES else "",
+                          "share of labelled examples": round(v, 3), "prototypes": ", ".join(protos.get(k, []))}
+                         for k, v in rates.items()]).set_index("attribute")
+
+
+def diagnostics_table(diagnostics: dict):
+    """Prototype diagnostics (from `prototype_diagnostics`, one dict per reward model or a dict of them) as a
+    DataFrame: AUROC of each goal for its aim at the EOS and at the step ends inside the response."""
+    import pandas as pd
+
+    if diagnostics and "aim" in next(iter(diagnostics.values())):
+        diagnostics = {"": diagnostics}
+    rows = [{"reward model": m, "goal": t, "aim": d["aim"], "AUROC at the EOS": round(d["final_auroc"], 3),
+             "AUROC at step ends": round(d["steps_auroc"], 3)}
+            for m, ds in diagnostics.items() for t, d in ds.items()]
+    return pd.DataFrame(rows)
+
+
 def results_table(result: SteeringResult, attributes: tuple[str, ...] | None = None):
     """Mean ± std over seeds of attribute rates and compute per method (pandas DataFrame)."""
     import pandas as pd
@@ -1099,23 +1131,21 @@ def results_table(result: SteeringResult, attributes: tuple[str, ...] | None = N
 
 
 def gains_table(result: SteeringResult):
-    """Gains of guided decoding over each baseline, in points of the aim attribute and of correctness (mean ± std
-    over seeds, paired), with compute ratios (pandas DataFrame)."""
+    """Gains of guided decoding over each baseline on the target's aim attribute and on correctness, in points
+    (mean ± std of the per-seed differences) and relative (%), with compute ratios (pandas DataFrame)."""
     import pandas as pd
 
     rows = []
     for e in result.gains:
-        row = {"reward model": e["reward_model"], "target": e["target"], "over": e["baseline"]}
-        for attr in dict.fromkeys([e["aim"], "correct"]):
-            v = e[attr]
-            row[f"{attr}: guided"] = f"{v['guided']:.3f}"
-            row[f"{attr}: baseline"] = f"{v['baseline']:.3f}"
-            row[f"{attr}: gain (pts)"] = f"{v['gain_points']['mean']:+.1f} ± {v['gain_points']['std']:.1f}"
-            row[f"{attr}: gain (%)"] = f"{v['gain_relative_pct']['mean']:+.1f}"
-        row["policy tokens ×"] = f"{e['policy_tokens_ratio']:.2f}"
-        row["total tokens ×"] = f"{e['total_tokens_ratio']:.2f}"
-        row["seconds ×"] = f"{e['seconds_ratio']:.2f}"
-        rows.append(row)
+        a, c = e[e["aim"]], e["correct"]
+        rows.append({
+            "reward model": e["reward_model"], "target": e["target"], "over": e["baseline"], "aim": e["aim"],
+            "aim: guided": round(a["guided"], 3), "aim: baseline": round(a["baseline"], 3),
+            "aim gain (pts)": f"{a['gain_points']['mean']:+.1f} ± {a['gain_points']['std']:.1f}",
+            "aim gain (%)": f"{a['gain_relative_pct']['mean']:+.1f}",
+            "correct gain (pts)": f"{c['gain_points']['mean']:+.1f} ± {c['gain_points']['std']:.1f}",
+            "policy tokens ×": round(e["policy_tokens_ratio"], 2), "total tokens ×": round(e["total_tokens_ratio"], 2),
+            "seconds ×": round(e["seconds_ratio"], 2)})
     return pd.DataFrame(rows)
 
 
