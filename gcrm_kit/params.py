@@ -553,9 +553,157 @@ class FilteringParams:
             raise ParamsError("goal_rm and baseline_rm must name different reward models")
 
 
+# --- notebook 04_steering ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttributePrototypeSpec:
+    """A goal prototype built from labelled examples: the mean final state of the labelled responses whose
+    attribute `attribute` (a scorer of the judge, e.g. toyworld.attributes) equals `value`."""
+
+    name: str = "correct"
+    attribute: str = "correct"
+    value: bool = True
+
+
+@dataclass
+class SteeringTarget:
+    """One goal to steer towards: weights of prototypes by name (negative: steer away from that prototype), and
+    the attribute the goal aims to raise (what the comparison reports its gain on)."""
+
+    name: str = "correct"
+    weights: dict[str, float] = field(default_factory=lambda: {"correct": 1.0})
+    aim: str = "correct"
+
+
+@dataclass
+class BeamParams:
+    """Step-level beam search (gcrm_kit.steering): candidates per beam, beam size, what a step is, how the goal
+    term and the policy's probability are combined."""
+
+    n_candidates: int = 2
+    """n: steps sampled per live beam at every step (the paper: 2)"""
+    beam_size: int = 5
+    """beams kept per question (the paper: 5)"""
+    max_step_tokens: int = 8
+    """longest step in tokens (a toy step 'v+d=r;' is 6)"""
+    max_steps: int = 10
+    """steps per solution before the beam is stopped"""
+    temperature: float = 1.0
+    """sampling temperature of candidate steps (and of the plain-sampling and best-of-N baselines). The paper uses
+    0.2-0.5; the toy policy is always right below about 0.7, so the toy default samples at 1"""
+    confidence_ratio: float = 0.0
+    """rho: the goal term's weight is r = 2^rho / (2^rho + 1) in s = c^r p^(1-r) (0: equal weight)"""
+    beam_temperature: float = 0.0
+    """0: keep the best beams; > 0: draw them with probabilities proportional to score^(1/temperature)"""
+    beam_temperature_decay: float = 1.0
+    """the beam temperature at step t is beam_temperature * decay^t"""
+    step_end: str = ";"
+    """the token that ends a step (a newline for free text)"""
+    goal_aggregation: Literal["step", "latest"] = "step"
+    """`step`: every step scores c^r p^(1-r) and a beam their geometric mean (Xie et al., the goal in the
+    confidence's place); `latest`: the goal term is a Q-value of the whole prefix, so a beam scores
+    c_latest^r * (geometric mean of p)^(1-r)"""
+
+
+@dataclass
+class SteeringParams:
+    """Params of notebook 04_steering: steer a policy towards goal states with step-level guided beam search,
+    and compare it with plain sampling and best-of-N at matched compute on the same prompts."""
+
+    notebook: ClassVar[str] = "04_steering"
+
+    params_name: str = "default"
+    """name of the params file this run came from (the run's output folder); set by `load_params`"""
+    seed: int = 0
+    """seeds the evaluation prompts and the sampling (each reward-model seed adds its own offset)"""
+    output_root: str = "outputs"
+    run_dir: str = ""
+    """an existing run folder of this notebook to work in (`gcrm run` prepares one); empty: a new run folder"""
+    rm_run: str = ""
+    """a finished 01_rm_training run folder whose policy and reward models are used; empty: the newest run made
+    with params/01_rm_training/<rm_params>.yaml under output_root, trained now if there is none"""
+    rm_params: str = "toy"
+    """params of notebook 01 to find or train when rm_run is empty"""
+    reward_models: list[str] = field(default_factory=lambda: ["goal_conditioned", "baseline"])
+    """reward models of the RM run that guide decoding (names from its reward_models)"""
+    rm_seeds: list[int] = field(default_factory=list)
+    """which seeds of those reward models to use; empty: all of the RM run's seeds"""
+    split: str = "id"
+    """problem distribution of the evaluation prompts (toyworld.SPLITS)"""
+    n_prompts: int = 200
+    """evaluation prompts (questions not among the RM run's training pairs)"""
+    prototype_examples: int = 4000
+    """labelled responses used to build prototypes: both sides of the RM run's training pairs, in order"""
+    prototype_pooling: Literal["last", "mean"] = "last"
+    """which final states make a prototype: the EOS (`last`, as the paper) or the mean over the response"""
+    step_pooling: Literal["last", "mean"] = "last"
+    """which state of a candidate step (read in context) meets the prototypes: its last token's, or the mean over
+    its tokens (as the paper's released decoder pools a candidate)"""
+    prototypes: list[AttributePrototypeSpec] = field(default_factory=lambda: [
+        AttributePrototypeSpec("correct", "correct", True), AttributePrototypeSpec("incorrect", "correct", False),
+        AttributePrototypeSpec("even", "even_answer", True), AttributePrototypeSpec("odd", "even_answer", False)])
+    targets: list[SteeringTarget] = field(default_factory=lambda: [
+        SteeringTarget("correct", {"correct": 1.0}, "correct"),
+        SteeringTarget("correct_not_incorrect", {"correct": 1.0, "incorrect": -1.0}, "correct"),
+        SteeringTarget("even_not_odd", {"even": 1.0, "odd": -1.0}, "even_answer")])
+    """the goals steered towards; each is decoded with every reward model and seed"""
+    beam: BeamParams = field(default_factory=BeamParams)
+    best_of_n: int = 0
+    """N of the best-of-N baseline; 0: matched to the policy tokens the guided decoder used in this run"""
+    judge: str = "exact"
+    """how responses are scored: `exact` (the toy world's scorers, no service needed) or a judge registered with
+    steering.register_judge"""
+    exact_oracle: bool = True
+    """also decode with the toy world's exact process value in place of the reward model: what step-level guidance
+    reaches on correctness when its goal term is always right"""
+    use_rm_cache: bool = True
+    """reuse the reward model's key/value cache across steps (False: re-run prompt + prefix + step every time)"""
+    batch_size: int = 256
+    """prompts decoded together"""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`"""
+
+    @property
+    def params_stem(self) -> str:
+        return self.params_name
+
+    def validate(self) -> None:
+        from .toyworld.problems import SPLITS
+
+        if self.split not in SPLITS:
+            raise ParamsError(f"split: unknown split {self.split!r}; known: {sorted(SPLITS)}")
+        names = [p.name for p in self.prototypes]
+        if len(set(names)) != len(names):
+            raise ParamsError(f"prototypes: names must be distinct, got {names}")
+        tnames = [t.name for t in self.targets]
+        if len(set(tnames)) != len(tnames):
+            raise ParamsError(f"targets: names must be distinct, got {tnames}")
+        for i, t in enumerate(self.targets):
+            unknown = [k for k in t.weights if k not in names]
+            if unknown:
+                raise ParamsError(f"targets[{i}].weights: unknown prototype(s) {unknown}; defined: {names}")
+            if not any(w != 0 for w in t.weights.values()):
+                raise ParamsError(f"targets[{i}].weights: need at least one non-zero weight")
+        if not self.reward_models:
+            raise ParamsError("reward_models: name at least one reward model of the RM run")
+        b = self.beam
+        for key in ("n_candidates", "beam_size", "max_step_tokens", "max_steps"):
+            if getattr(b, key) < 1:
+                raise ParamsError(f"beam.{key} must be >= 1")
+        if b.temperature < 0 or b.beam_temperature < 0 or b.beam_temperature_decay <= 0:
+            raise ParamsError("beam.temperature and beam.beam_temperature must be >= 0, beam_temperature_decay > 0")
+        if self.n_prompts < 1 or self.prototype_examples < 2 or self.best_of_n < 0 or self.batch_size < 1:
+            raise ParamsError("n_prompts >= 1, prototype_examples >= 2, best_of_n >= 0 and batch_size >= 1 needed")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ParamsError(f"device: expected auto, cpu or cuda, got {self.device!r}")
+
+
 NOTEBOOK_PARAMS: dict[str, type] = {RMTrainingParams.notebook: RMTrainingParams,
                                     RepresentationParams.notebook: RepresentationParams,
-                                    FilteringParams.notebook: FilteringParams}
+                                    FilteringParams.notebook: FilteringParams,
+                                    SteeringParams.notebook: SteeringParams}
+
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -145,3 +145,35 @@ def _check_filtering(metrics, run):
 
 SANITY = {"01_rm_training": _check_rm_training, "02_representation_analysis": _check_representation,
           "03_filtering": _check_filtering}
+def _check_steering(metrics, run):
+    import yaml
+
+    params = yaml.safe_load((run / "params.resolved.yaml").read_text())
+    seeds, rms, targets = metrics["seeds"], params["reward_models"], [t["name"] for t in params["targets"]]
+    methods = {(r["method"], r["reward_model"], r["target"]) for r in metrics["rows"]}
+    expected = {("plain", "", ""), ("beam_policy_only", "", "")}
+    expected |= {("guided", m, t) for m in rms for t in targets} | {("best_of_n", m, "") for m in rms}
+    expected |= {("best_of_n_goal", m, t) for m in rms for t in targets}
+    if params["exact_oracle"]:
+        expected.add(("guided_oracle", "", "error_free"))
+    assert methods == expected
+    assert len(metrics["rows"]) == len(expected) * len(seeds)
+    for r in metrics["rows"]:
+        assert all(0.0 <= v <= 1.0 for k, v in r.items() if k.startswith("rate_"))
+        assert r["policy_tokens"] > 0 and r["seconds"] >= 0
+        assert (r["rm_tokens"] > 0) == (r["method"] in ("guided", "best_of_n", "best_of_n_goal"))
+    assert all(n >= 1 for n in metrics["best_of_n"].values())
+    cache = metrics["cache_check"]
+    assert cache["same_responses"] and cache["max_abs_score_diff"] < 1e-4
+    assert cache["rm_tokens_cached"] < cache["rm_tokens_full"]
+    assert len(metrics["gains"]) == 4 * len(rms) * len(targets)
+    for name in rms:
+        for proto in params["prototypes"]:
+            d = run / "prototypes" / f"{name}_seed{seeds[0]}" / "prototypes"
+            assert (d / f"{proto['name']}.pt").is_file() and (d / f"{proto['name']}.json").is_file()
+    for fig in ("steering_rates", "steering_compute", "steering_gains"):
+        assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
+    assert (run / "responses.json").is_file()
+
+
+SANITY["04_steering"] = _check_steering

@@ -1,0 +1,1186 @@
+"""Goal-guided decoding: step-level beam search steered by a reward model's goal states (PAPER.md section 4).
+
+The decoder follows self-evaluation guided beam search (Xie et al., NeurIPS 2023) as the paper uses it. At every
+step, for each live beam:
+
+1. the policy samples `n_candidates` continuations, each stopped at the end of one step (the step delimiter, or
+   the EOS that ends the solution), with its length-normalised probability p = exp(mean log-prob of its tokens);
+   while a question has fewer than beam_size / n_candidates live beams (at the first step: one), each samples
+   2 * beam_size / (live beams) instead, as the released decoder does, so the search starts from enough choices;
+2. the reward model reads prompt + prefix + candidate **in context** and the candidate's goal term is the
+   weighted cosine between its final state at the candidate's last token and one or more goal prototypes,
+   G = sum_k w_k cos(h, g_k) / sum_k |w_k|, in [-1, 1] (a negative weight steers away from a prototype);
+3. the step score combines both as Xie et al. combine confidence and probability,
+   s = c^r * p^(1 - r) with c = (1 + G) / 2 and r = 2^rho / (2^rho + 1) from the confidence ratio rho
+   (rho = 0: equal weight; rho -> -inf: policy only; rho -> +inf: goal only);
+4. a beam's score is the geometric mean of its step scores; among the finished beams kept so far and every new
+   candidate of a question, `beam_size` survive: the best ones (beam temperature 0), or a draw without
+   replacement with probabilities proportional to score^(1/temperature).
+
+A question is done when every surviving beam has finished; its answer is the best finished beam.
+
+The paper's released decoder scores each candidate step on its own, without the prompt or the earlier steps.
+Here the reward model always sees the whole context, and keeps its key/value cache across steps: each beam
+carries the cache of its prefix, so only the new step's tokens are run through the reward model (`ContextScorer`;
+a test checks that the cached scores equal re-scoring the full sequence).
+
+Comparisons on the same prompts (`compare_methods`): plain sampling (the SFT baseline), best-of-N by the final
+reward at matched policy compute, beam search on the policy's probability alone (what the search gives without a
+goal), and goal-guided decoding towards each target, each with the compute it used: policy tokens sampled,
+tokens run through the reward model, and wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from .data import encode, pad_batch
+from .models import backbone_of, reward_forward
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ goal term
+
+
+@dataclass
+class GoalTerm:
+    """Several goal prototypes with weights: G(h) = sum_k w_k cos(h, g_k) / sum_k |w_k|, in [-1, 1].
+
+    `vectors` (K, D), `weights` (K,), `names` the K prototype names."""
+
+    name: str
+    names: list[str]
+    vectors: torch.Tensor
+    weights: torch.Tensor
+
+    @classmethod
+    def from_prototypes(cls, name: str, prototypes: dict, weights: dict[str, float]) -> "GoalTerm":
+        """`prototypes`: prototype name -> `qvalues.Prototype`; `weights`: prototype name -> weight (non-zero)."""
+        missing = [k for k in weights if k not in prototypes]
+        if missing:
+            raise KeyError(f"goal {name!r}: no prototype {missing}; available: {sorted(prototypes)}")
+        if not weights or all(w == 0 for w in weights.values()):
+            raise ValueError(f"goal {name!r}: needs at least one non-zero weight, got {weights}")
+        names = list(weights)
+        vecs = torch.stack([prototypes[k].vector.float() for k in names])
+        return cls(name, names, vecs, torch.tensor([float(weights[k]) for k in names]))
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (..., D) -> goal term (...)."""
+        h = F.normalize(hidden.float(), dim=-1)
+        g = F.normalize(self.vectors.to(hidden.device), dim=-1)
+        w = self.weights.to(hidden.device)
+        return (h @ g.T) @ w / w.abs().sum()
+
+
+def goal_ratio(confidence_ratio: float) -> float:
+    """Xie et al.'s weight r of the confidence in s = c^r p^(1-r): r = 2^rho / (2^rho + 1); rho = 0 gives 0.5."""
+    if math.isinf(confidence_ratio):
+        return 1.0 if confidence_ratio > 0 else 0.0
+    r = 2.0 ** confidence_ratio
+    return r / (r + 1.0)
+
+
+def step_log_score(mean_logprob: torch.Tensor, goal: torch.Tensor, r: float, eps: float = 1e-6) -> torch.Tensor:
+    """log s = r log c + (1 - r) log p with c = (1 + G) / 2: mean_logprob (C,) = log p, goal (C,) = G."""
+    c = ((1.0 + goal) / 2.0).clamp(min=eps)
+    return r * torch.log(c) + (1.0 - r) * mean_logprob if r > 0 else mean_logprob.clone()
+
+
+# ------------------------------------------------------------------------------------------------ policy steps
+
+
+@dataclass
+class Step:
+    """One sampled step: its token ids (ending with the delimiter or the EOS when complete), the sum of their
+    log-probabilities under the policy, and whether the step ended the solution (EOS) or was cut off at
+    `max_step_tokens` (complete = False)."""
+
+    ids: list[int]
+    logprob: float
+    ends_solution: bool
+    complete: bool
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(1, len(self.ids))
+
+
+def step_stop_ids(tokenizer, step_end: str) -> list[int]:
+    """Token ids that end a step: the EOS and, when `step_end` is one token of the vocabulary, that token."""
+    ids = tokenizer(step_end, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"step_end {step_end!r} is {len(ids)} tokens for this tokenizer; the decoder stops a step "
+                         "at one token (choose a delimiter that is a single token, e.g. a newline)")
+    return [tokenizer.eos_token_id, ids[0]]
+
+
+@torch.no_grad()
+def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int], temperature: float,
+                 max_step_tokens: int, step_end: str = ";", suppress_ids: list[int] | None = None) -> list[Step]:
+    """Sample `n` next steps for each prefix (token ids, BOS + prompt + steps so far) with HF `generate`; `n` may
+    be a list (one count per prefix).
+
+    Generation of a row stops at the step delimiter or the EOS (both passed as end tokens, so finished rows are
+    padded while the others go on). Returns the steps of prefix 0, then those of prefix 1, and so on. The
+    log-probabilities are those of the policy itself (raw logits, temperature 1), not of the sampling
+    distribution: the length-normalised probability in the step score is the model's."""
+    policy.eval()
+    stops = step_stop_ids(tokenizer, step_end)
+    counts = [n] * len(prefixes) if isinstance(n, int) else list(n)
+    prefixes = [p for p, k in zip(prefixes, counts) for _ in range(k)]
+    T = max(len(p) for p in prefixes)
+    ids = torch.full((len(prefixes), T), tokenizer.pad_token_id, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for j, p in enumerate(prefixes):
+        ids[j, T - len(p):] = torch.tensor(p)
+        att[j, T - len(p):] = 1
+    kw = dict(max_new_tokens=max_step_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
+              suppress_tokens=suppress_ids or None, output_logits=True,
+              return_dict_in_generate=True)
+    if temperature > 0:
+        kw.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+    else:
+        kw.update(do_sample=False)
+    dev = policy.device
+    out = policy.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), **kw)
+    gen = out.sequences[:, T:].cpu()
+    logp = torch.stack([F.log_softmax(lg.float(), -1) for lg in out.logits], 1).cpu()  # (B*n, S, V)
+    tok_logp = logp.gather(-1, gen[:, :logp.shape[1]].unsqueeze(-1)).squeeze(-1)
+    steps = []
+    for row, lp in zip(gen.tolist(), tok_logp):
+        cut = next((k for k, t in enumerate(row) if t in stops), None)
+        n_tok = len(row) if cut is None else cut + 1
+        toks = row[:n_tok]
+        steps.append(Step(toks, float(lp[:n_tok].sum()), cut is not None and toks[-1] == tokenizer.eos_token_id,
+                          cut is not None))
+    return steps
+
+
+# ------------------------------------------------------------------------------------------------ reward model in context
+
+
+@dataclass
+class RMState:
+    """The reward model's view of B live prefixes.
+
+    With a cache: `cache` holds keys/values of every prefix token (B rows, L slots, some of them padding),
+    `mask` (B, L) marks the real slots, `next_pos` (B,) is the position id of each row's next token. Without a
+    cache, `ids` holds each row's full token ids and every score re-runs them."""
+
+    ids: list[list[int]]
+    cache: DynamicCache | None = None
+    mask: torch.Tensor | None = None
+    next_pos: torch.Tensor | None = None
+
+
+class ContextScorer:
+    """Runs candidate steps through the reward model in context and returns their final states.
+
+    `use_cache=True` keeps the reward model's key/value cache of every beam's prefix and runs only the new step's
+    tokens; `use_cache=False` re-runs prompt + prefix + step each time (the reference the cache is tested
+    against). A candidate's state is the final-layer state at its last token (`pooling="last"`) or the mean over
+    its own tokens (`"mean"`, as the paper's released decoder pools a candidate), in context either way.
+    `tokens` counts the tokens run through the reward model."""
+
+    def __init__(self, model, use_cache: bool = True, pooling: str = "last"):
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"unknown step pooling {pooling!r}; expected 'last' or 'mean'")
+        self.model = model.eval()
+        self.body, self.head = backbone_of(model)
+        self.use_cache = use_cache
+        self.pooling = pooling
+        self.tokens = 0
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def start(self, prefixes: list[list[int]]) -> RMState:
+        """Encode the prompts (BOS + prompt ids), one row each."""
+        if not self.use_cache:
+            return RMState([list(p) for p in prefixes])
+        L = max(len(p) for p in prefixes)
+        ids = torch.full((len(prefixes), L), self._pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, p in enumerate(prefixes):
+            ids[j, :len(p)] = torch.tensor(p)
+            mask[j, :len(p)] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        dev = self.device
+        out = self.body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                        use_cache=True)
+        self.tokens += int(mask.sum())
+        return RMState([list(p) for p in prefixes], out.past_key_values, mask.to(dev), mask.sum(-1).to(dev))
+
+    @property
+    def _pad_id(self) -> int:
+        pad = self.model.config.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    @torch.no_grad()
+    def extend(self, state: RMState, rows: list[int], steps: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                         RMState]:
+        """Append step `steps[c]` to prefix `rows[c]` for every candidate c.
+
+        Returns the candidates' pooled final-layer states (after the norm) (C, D), the reward head at each
+        candidate's last token (C,), and the state of the C extended prefixes (to be narrowed with `select`)."""
+        new_ids = [state.ids[r] + list(s) for r, s in zip(rows, steps)]
+        dev = self.device
+        if not self.use_cache:
+            from .data import Encoded
+
+            b = pad_batch([Encoded(x, len(x)) for x in new_ids], self._pad_id)
+            out = reward_forward(self.model, b["input_ids"].to(dev), b["attention_mask"].to(dev),
+                                 b["position_ids"].to(dev))
+            self.tokens += int(b["attention_mask"].sum())
+            lens = b["attention_mask"].sum(-1).to(dev)
+            step_lens = torch.tensor([len(s) for s in steps], device=dev)
+            pos = torch.arange(b["input_ids"].shape[1], device=dev)[None]
+            in_step = (pos >= (lens - step_lens)[:, None]) & (pos < lens[:, None])
+            return self._pool(out.hidden, in_step, lens - 1), out.rewards, RMState(new_ids)
+        rix = torch.tensor(rows, device=dev)
+        S = max(len(s) for s in steps)
+        ids = torch.full((len(steps), S), self._pad_id, dtype=torch.long)
+        smask = torch.zeros_like(ids)
+        for j, s in enumerate(steps):
+            ids[j, :len(s)] = torch.tensor(s)
+            smask[j, :len(s)] = 1
+        ids, smask = ids.to(dev), smask.to(dev)
+        cache = _select_cache(state.cache, rix, self.model.config)
+        mask = torch.cat([state.mask[rix], smask], dim=1)
+        pos = state.next_pos[rix, None] + torch.arange(S, device=dev)[None]
+        out = self.body(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        self.tokens += int(smask.sum())
+        hidden = out.last_hidden_state
+        lens = smask.sum(-1)
+        rewards = self.head(hidden[torch.arange(len(steps), device=dev), lens - 1]).squeeze(-1)
+        pooled = self._pool(hidden, smask.bool(), lens - 1)
+        return pooled, rewards, RMState(new_ids, out.past_key_values, mask, state.next_pos[rix] + lens)
+
+    def _pool(self, hidden: torch.Tensor, in_step: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """hidden (C, S, D), in_step (C, S) bool, last (C,) -> (C, D)."""
+        if self.pooling == "last":
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        m = in_step.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1)
+
+    def select(self, state: RMState, keep: list[int]) -> RMState:
+        """The rows `keep` of `state` (surviving beams), dropping cache slots no row uses any more."""
+        ids = [state.ids[k] for k in keep]
+        if not self.use_cache or not keep:
+            return RMState(ids)
+        kix = torch.tensor(keep, device=state.mask.device)
+        mask = state.mask[kix]
+        used = mask.any(0)
+        cache = _select_cache(state.cache, kix, self.model.config, None if bool(used.all()) else used)
+        return RMState(ids, cache, mask[:, used], state.next_pos[kix])
+
+
+class ExactPrefixScorer:
+    """Toy world only: a perfect process value in place of the reward model, to see what the decoder does with a
+    goal term that is always right mid-solution (the ceiling of step-level guidance on correctness).
+
+    Same interface as `ContextScorer`; a candidate's "state" is (C, 1): +1 when every step written so far is
+    right (and, once the solution has ended, the answer), -1 otherwise. Use it with `goal=exact_goal`."""
+
+    use_cache = True
+    counts_tokens = False
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.tokens = 0
+
+    def start(self, prefixes: list[list[int]]) -> RMState:
+        return RMState([list(p) for p in prefixes])
+
+    def extend(self, state: RMState, rows: list[int], steps: list[list[int]]):
+        from .toyworld import parse_prompt
+        from .toyworld.attributes import prefix_error_free
+        from .toyworld.problems import PROMPT_END
+
+        new_ids = [state.ids[r] + list(st) for r, st in zip(rows, steps)]
+        vals = []
+        for ids in new_ids:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            prompt, _, partial = text.partition(PROMPT_END)
+            ok = prefix_error_free(parse_prompt(prompt + PROMPT_END), partial, ids[-1] == self.tokenizer.eos_token_id)
+            vals.append(1.0 if ok else -1.0)
+        h = torch.tensor(vals)[:, None]
+        return h, h[:, 0], RMState(new_ids)
+
+    def select(self, state: RMState, keep: list[int]) -> RMState:
+        return RMState([state.ids[k] for k in keep])
+
+
+def exact_goal(hidden: torch.Tensor) -> torch.Tensor:
+    """The goal term of `ExactPrefixScorer`'s states: (C, 1) -> (C,)."""
+    return hidden[:, 0]
+
+
+def _select_cache(cache: DynamicCache, rows: torch.Tensor, config, slots: torch.Tensor | None = None) -> DynamicCache:
+    """A new DynamicCache holding rows `rows` (and, if given, only the slots `slots`) of `cache`'s keys/values."""
+    data = []
+    for layer in cache.layers:
+        k, v = layer.keys[rows], layer.values[rows]
+        if slots is not None:
+            k, v = k[:, :, slots], v[:, :, slots]
+        data.append((k, v))
+    return DynamicCache(ddp_cache_data=data, config=config)
+
+
+# ------------------------------------------------------------------------------------------------ beam search
+
+
+@dataclass
+class BeamSettings:
+    """Settings of the step-level beam search (see the module docstring)."""
+
+    n_candidates: int = 2
+    beam_size: int = 5
+    max_step_tokens: int = 8
+    max_steps: int = 10
+    temperature: float = 1.0
+    confidence_ratio: float = 0.0
+    beam_temperature: float = 0.0
+    beam_temperature_decay: float = 1.0
+    step_end: str = ";"
+    goal_aggregation: str = "step"
+
+
+@dataclass
+class Beam:
+    """One partial solution: its steps (token ids), the per-step log-probability (mean per token) and goal term,
+    and whether it has finished. `r` is the goal's weight; `aggregation` how step scores make the beam's score:
+
+    - `step`: Xie et al.'s aggregation with the goal in the confidence's place: every step scores
+      s_t = c_t^r p_t^(1-r) and the beam scores their geometric mean;
+    - `latest`: the goal term is a Q-value, the value of the whole prefix, so only the latest one counts:
+      c_T^r * (geometric mean of p_t)^(1-r)."""
+
+    prompt_index: int
+    steps: list[list[int]] = field(default_factory=list)
+    mean_logprobs: list[float] = field(default_factory=list)
+    goals: list[float] = field(default_factory=list)
+    finished: bool = False
+    truncated: bool = False
+    r: float = 0.0
+    aggregation: str = "step"
+
+    @property
+    def log_step_scores(self) -> list[float]:
+        """log s_t = r log c_t + (1 - r) log p_t for every step."""
+        return step_log_score(torch.tensor(self.mean_logprobs), torch.tensor(self.goals), self.r).tolist() \
+            if self.steps else []
+
+    @property
+    def score(self) -> float:
+        """The beam's log score (see the class docstring)."""
+        if not self.steps:
+            return 0.0
+        if self.aggregation == "step":
+            return float(np.mean(self.log_step_scores))
+        last = float(step_log_score(torch.tensor([0.0]), torch.tensor([self.goals[-1]]), self.r)[0])
+        return last + (1.0 - self.r) * float(np.mean(self.mean_logprobs))
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t for s in self.steps for t in s]
+
+    def extended(self, step: Step, goal: float, force_finish: bool) -> "Beam":
+        return Beam(self.prompt_index, self.steps + [step.ids], self.mean_logprobs + [step.mean_logprob],
+                    self.goals + [goal], finished=step.ends_solution or force_finish,
+                    truncated=force_finish and not step.ends_solution, r=self.r, aggregation=self.aggregation)
+
+
+@dataclass
+class Decoded:
+    """The decoder's answer for one prompt and what it cost: policy tokens sampled, reward-model tokens."""
+
+    prompt: str
+    response: str
+    score: float
+    n_steps: int
+    truncated: bool
+    policy_tokens: int
+    rm_tokens: int
+    final_goal: float = float("nan")
+
+
+def select_beams(pool: list[Beam], k: int, temperature: float, rng: np.random.Generator) -> list[Beam]:
+    """Keep `k` beams of `pool`: the best by score when `temperature` is (about) 0, else a draw without
+    replacement with probabilities proportional to exp(score / temperature) = s^(1/temperature)."""
+    if len(pool) <= k:
+        return sorted(pool, key=lambda b: -b.score)
+    scores = np.array([b.score for b in pool])
+    if temperature < 5e-3:
+        order = np.argsort(-scores, kind="stable")[:k]
+    else:
+        z = scores / temperature
+        p = np.exp(z - z.max())
+        order = rng.choice(len(pool), size=k, replace=False, p=p / p.sum())
+    return [pool[i] for i in order]
+
+
+@torch.no_grad()
+def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings, scorer: ContextScorer | None = None,
+                  goal: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0, suppress_tokens: list[str] | None = None,
+                  trace_prompts: tuple[int, ...] = (), trace: list | None = None,
+                  max_length: int | None = None) -> list[Decoded]:
+    """Step-level beam search over all `prompts` at once (live beams of every prompt share each forward pass).
+
+    With `scorer` and `goal`, each candidate is scored in context by the reward model (`scorer` gives its pooled
+    states, `goal` maps them to goal terms, e.g. a `GoalTerm`) and the goal term weighs in by the confidence ratio; without them (or with confidence ratio -inf) the search uses the policy's
+    probability alone. `trace` (a list), when given, receives one dict per step and per prompt in
+    `trace_prompts` with every candidate's text, log-probability, goal term and score, and which survived.
+    `max_length` caps prefix + step (default: the policy's max_position_embeddings). Returns one `Decoded` per
+    prompt, in order."""
+    s = settings
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    r = goal_ratio(s.confidence_ratio) if (scorer is not None and goal is not None) else 0.0
+    use_rm = scorer is not None and goal is not None and r > 0
+    bad = [tokenizer.convert_tokens_to_ids(t) for t in (suppress_tokens or [])]
+    max_length = max_length or getattr(policy.config, "max_position_embeddings", 10 ** 9)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    prompt_ids = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    policy_tokens = [0] * len(prompts)
+    rm_tokens = [0] * len(prompts)
+    if s.goal_aggregation not in ("step", "latest"):
+        raise ValueError(f"unknown goal_aggregation {s.goal_aggregation!r}; expected 'step' or 'latest'")
+    live = [Beam(i, r=r, aggregation=s.goal_aggregation) for i in range(len(prompts))]
+    done: dict[int, list[Beam]] = {i: [] for i in range(len(prompts))}
+    state = None
+    if use_rm:
+        state = scorer.start(prompt_ids)
+        if scorer.use_cache and getattr(scorer, "counts_tokens", True):  # prompts run once; later only new steps
+            for i, p in enumerate(prompt_ids):
+                rm_tokens[i] += len(p)
+    for t in range(s.max_steps):
+        if not live:
+            break
+        prefixes = [prompt_ids[b.prompt_index] + b.token_ids for b in live]
+        # as the released decoder: while a question has few live beams, each samples more candidates, so that
+        # the first steps (one beam) still offer 2 * beam_size choices
+        n_live = {i: sum(b.prompt_index == i for b in live) for i in {b.prompt_index for b in live}}
+        counts = [s.n_candidates if n_live[b.prompt_index] * s.n_candidates > s.beam_size
+                  else max(s.n_candidates, 2 * s.beam_size // n_live[b.prompt_index]) for b in live]
+        steps = sample_steps(policy, tokenizer, prefixes, counts, s.temperature, s.max_step_tokens, s.step_end, bad)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        # one candidate per distinct (prefix, step): duplicates would fill the beam with copies
+        seen, cands = set(), []
+        for j, beam in enumerate(live):
+            for k in range(counts[j]):
+                st = steps[offsets[j] + k]
+                policy_tokens[beam.prompt_index] += len(st.ids)
+                key = (beam.prompt_index, tuple(beam.token_ids), tuple(st.ids))
+                if st.ids and key not in seen:
+                    seen.add(key)
+                    cands.append((j, st))
+        if not cands:
+            break
+        if use_rm:
+            hidden, _, cand_state = scorer.extend(state, [j for j, _ in cands], [st.ids for _, st in cands])
+            g = goal(hidden).cpu()
+            for (j, st) in cands:
+                if not getattr(scorer, "counts_tokens", True):
+                    break
+                rm_tokens[live[j].prompt_index] += len(st.ids) if scorer.use_cache \
+                    else len(prompt_ids[live[j].prompt_index]) + len(live[j].token_ids) + len(st.ids)
+        else:
+            g, cand_state = torch.zeros(len(cands)), None
+        last_round = t == s.max_steps - 1
+        new = []
+        for c, (j, st) in enumerate(cands):
+            beam = live[j]
+            too_long = len(prefixes[j]) + len(st.ids) + s.max_step_tokens > max_length
+            new.append(beam.extended(st, float(g[c]), last_round or too_long))
+        by_prompt: dict[int, list[int]] = {}
+        for c, b in enumerate(new):
+            by_prompt.setdefault(b.prompt_index, []).append(c)
+        keep_rows, next_live = [], []
+        temp = s.beam_temperature * (s.beam_temperature_decay ** t)
+        for i, idx in by_prompt.items():
+            pool = done[i] + [new[c] for c in idx]
+            kept = select_beams(pool, s.beam_size, temp, rng)
+            done[i] = [b for b in kept if b.finished]
+            for b in kept:
+                if not b.finished:
+                    c = next(c for c in idx if new[c] is b)
+                    keep_rows.append(c)
+                    next_live.append(b)
+            if trace is not None and i in trace_prompts:
+                kept_ids = {id(b) for b in kept}
+                trace.append({"prompt_index": i, "step": t, "candidates": [
+                    {"prefix": tokenizer.decode(live[cands[c][0]].token_ids, skip_special_tokens=True),
+                     "step": tokenizer.decode(new[c].steps[-1], skip_special_tokens=False),
+                     "mean_logprob": new[c].mean_logprobs[-1], "goal": new[c].goals[-1],
+                     "step_score": float(math.exp(new[c].log_step_scores[-1])),
+                     "beam_score": float(math.exp(new[c].score)), "kept": id(new[c]) in kept_ids,
+                     "finished": new[c].finished} for c in idx],
+                    "carried": [{"text": tokenizer.decode(b.token_ids, skip_special_tokens=True),
+                                 "beam_score": float(math.exp(b.score)), "kept": id(b) in kept_ids}
+                                for b in pool if b.finished and all(b is not new[c] for c in idx)]})
+        if use_rm and keep_rows:
+            state = scorer.select(cand_state, keep_rows)
+        live = next_live
+    out = []
+    for i, prompt in enumerate(prompts):
+        pool = done[i] + [b for b in live if b.prompt_index == i]
+        best = max(pool, key=lambda b: b.score) if pool else Beam(i, truncated=True)
+        text = tokenizer.decode(best.token_ids, skip_special_tokens=True)
+        out.append(Decoded(prompt, text, best.score, len(best.steps), best.truncated or not best.finished,
+                           policy_tokens[i], rm_tokens[i], best.goals[-1] if best.goals else float("nan")))
+    return out
+
+
+def format_trace(trace: list[dict], prompt: str | None = None) -> str:
+    """A readable account of the beam as it evolved, one block per step (for the notebook's worked example)."""
+    lines = [f"question: {prompt}"] if prompt else []
+    for entry in trace:
+        lines.append(f"\nstep {entry['step'] + 1}: {len(entry['candidates'])} distinct candidates"
+                     + (f", {len(entry['carried'])} finished beams carried" if entry["carried"] else ""))
+        lines.append(f"  {'':2s}{'prefix + candidate step':34s} {'p(step)':>8s} {'goal G':>7s} {'step s':>7s}"
+                     f" {'beam':>7s}")
+        rows = sorted(entry["candidates"], key=lambda c: -c["beam_score"])
+        for c in rows:
+            mark = "*" if c["kept"] else " "
+            text = (c["prefix"] + "|" + c["step"].replace("</s>", "<eos>"))[-34:]
+            lines.append(f"  {mark} {text:34s} {math.exp(c['mean_logprob']):8.3f} {c['goal']:7.3f}"
+                         f" {c['step_score']:7.3f} {c['beam_score']:7.3f}")
+        for c in entry["carried"]:
+            mark = "*" if c["kept"] else " "
+            lines.append(f"  {mark} {(c['text'] + ' (finished)')[-34:]:34s} {'':8s} {'':7s} {'':7s}"
+                         f" {c['beam_score']:7.3f}")
+    lines.append("\n(* = kept; '|' separates the beam's prefix from the candidate step)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+
+
+@dataclass
+class Sampled:
+    """N sampled responses per prompt, with the reward model's reward and final state for each (when scored)."""
+
+    prompts: list[str]
+    responses: list[list[str]]
+    policy_tokens: list[int]
+    rewards: torch.Tensor | None = None   # (P, N)
+    final_hidden: torch.Tensor | None = None  # (P, N, D)
+    rm_tokens: list[int] | None = None
+
+
+def sample_solutions(policy, tokenizer, prompts: list[str], n: int, temperature: float, max_new_tokens: int,
+                     seed: int, suppress_tokens: list[str] | None = None, batch_size: int = 256) -> Sampled:
+    """`n` whole solutions per prompt (plain sampling), with the policy tokens each prompt used (response + EOS)."""
+    from .generation import sample_responses
+
+    outs = sample_responses(policy, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, suppress_tokens=suppress_tokens, seed=seed, desc="sampling")
+    tokens = [sum(min(max_new_tokens, len(tokenizer(r, add_special_tokens=False)["input_ids"]) + 1) for r in rs)
+              for rs in outs]
+    return Sampled(prompts, outs, tokens)
+
+
+@torch.no_grad()
+def score_samples(model, tokenizer, sampled: Sampled, batch_size: int = 256) -> Sampled:
+    """Fill in the reward (P, N) and the final state at the EOS (P, N, D) of every sampled response, and the
+    tokens each prompt ran through the reward model."""
+    P, N = len(sampled.prompts), len(sampled.responses[0]) if sampled.responses else 0
+    flat = [(i, r if r else " ") for i, rs in enumerate(sampled.responses) for r in rs]
+    rewards, hidden, rm_tokens = [], [], [0] * P
+    dev = next(model.parameters()).device
+    for s in range(0, len(flat), batch_size):
+        seqs = [encode(tokenizer, sampled.prompts[i], r) for i, r in flat[s:s + batch_size]]
+        for (i, _), e in zip(flat[s:s + batch_size], seqs):
+            rm_tokens[i] += len(e.input_ids)
+        b = {k: v.to(dev) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
+        out = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"])
+        last = b["attention_mask"].sum(-1) - 1
+        rewards.append(out.rewards.float().cpu())
+        hidden.append(out.hidden[torch.arange(len(seqs), device=dev), last].float().cpu())
+    sampled.rewards = torch.cat(rewards).view(P, N)
+    sampled.final_hidden = torch.cat(hidden).view(P, N, -1)
+    sampled.rm_tokens = rm_tokens
+    return sampled
+
+
+def pick(sampled: Sampled, by: torch.Tensor) -> list[str]:
+    """The response with the highest `by` (P, N) per prompt (first on ties)."""
+    idx = by.argmax(-1).tolist()
+    return [rs[k] for rs, k in zip(sampled.responses, idx)]
+
+
+# ------------------------------------------------------------------------------------------------ judges
+
+
+Judge = Callable[[list[str], list[str]], list[dict[str, float]]]
+"""A judge takes prompts and responses and returns one dict of attribute scores per response."""
+
+JUDGES: dict[str, Callable[[], Judge]] = {}
+
+
+def register_judge(name: str, factory: Callable[[], Judge]) -> None:
+    """Make a judge available to `SteeringParams.judge` by name (an LLM judge, a human-label lookup, ...)."""
+    JUDGES[name] = factory
+
+
+def exact_toy_judge() -> Judge:
+    """The toy world's exact scorers (gcrm_kit.toyworld.attributes), as floats 0/1."""
+    from .toyworld.attributes import score_attributes
+
+    def judge(prompts: list[str], responses: list[str]) -> list[dict[str, float]]:
+        return [{k: float(v) for k, v in score_attributes(p, r).items()} for p, r in zip(prompts, responses)]
+
+    return judge
+
+
+register_judge("exact", exact_toy_judge)
+
+
+def get_judge(name: str) -> Judge:
+    if name not in JUDGES:
+        raise KeyError(f"unknown judge {name!r}; registered: {sorted(JUDGES)} (see steering.register_judge)")
+    return JUDGES[name]()
+
+
+def attribute_rates(judged: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of every attribute over the judged responses."""
+    keys = list(judged[0]) if judged else []
+    return {k: float(np.mean([j[k] for j in judged])) for k in keys}
+
+
+class Timer:
+    """Wall-clock seconds of a block: `with Timer() as t: ...; t.seconds`."""
+
+    def __enter__(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self.start
+
+
+# ------------------------------------------------------------------------------------------------ the notebook's stage
+# Notebook 04_steering calls these in turn; `steer(p)` runs them all headless.
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class SteeringSetup:
+    """What the comparison builds on: the RM run, its policy, the reward models (name -> [(seed, folder)]), the
+    evaluation prompts and the labelled (prompt, response) examples prototypes are built from."""
+
+    rm_run_dir: Path
+    rm_params: object
+    policy_dir: Path
+    model_dirs: dict[str, list[tuple[int, Path]]]
+    prompts: list[str]
+    labelled: list[tuple[str, str]]
+    device: torch.device
+
+    @property
+    def seeds(self) -> list[int]:
+        return [s for s, _ in next(iter(self.model_dirs.values()))]
+
+    def load_policy(self):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(self.policy_dir).to(self.device).eval()
+        return model, AutoTokenizer.from_pretrained(self.policy_dir)
+
+    def load_reward_model(self, name: str, seed: int):
+        from .models import load_reward_model
+
+        d = dict(self.model_dirs[name])[seed]
+        model, tok = load_reward_model(d)
+        return model.to(self.device), tok
+
+
+def prepare(p, run) -> SteeringSetup:
+    """Find (or train) the RM run, check the reward models and seeds asked for, draw the evaluation prompts
+    (questions of `p.split` not among the RM run's pairs) and collect the labelled examples. Writes
+    prompts.json and setup.json into the run folder."""
+    from .data import PreferencePair, load_jsonl
+    from .rm_training import load_rm_run, resolve_rm_run
+    from .toyworld import SPLITS, sample_problem
+
+    rm_dir = resolve_rm_run(p.rm_run, p.rm_params, p.output_root)
+    rp, dirs = load_rm_run(rm_dir)
+    unknown = [n for n in p.reward_models if n not in dirs]
+    if unknown:
+        raise ValueError(f"reward_models: {unknown} not in the RM run {rm_dir} (it has {sorted(dirs)})")
+    seeds = p.rm_seeds or list(rp.rm_seeds)
+    missing = [s for s in seeds if s not in rp.rm_seeds]
+    if missing:
+        raise ValueError(f"rm_seeds: {missing} not trained in the RM run {rm_dir} (it has {rp.rm_seeds})")
+    model_dirs = {n: [(s, dict(zip(rp.rm_seeds, dirs[n]))[s]) for s in seeds] for n in p.reward_models}
+    policies = {json.loads((d / "rm_spec.json").read_text())["policy_dir"] for ds in model_dirs.values()
+                for _, d in ds}
+    if len(policies) != 1:
+        raise ValueError(f"the reward models come from different policies: {sorted(policies)}")
+    pairs = load_jsonl(rm_dir / "data" / "train_pairs.jsonl", PreferencePair)
+    held = load_jsonl(rm_dir / "data" / "heldout_pairs.jsonl", PreferencePair)
+    seen = {x.prompt for x in pairs + held}
+    rng = np.random.default_rng([p.seed, 4])
+    prompts: list[str] = []
+    for _ in range(200 * p.n_prompts):
+        q = sample_problem(rng, SPLITS[p.split]).prompt
+        if q not in seen:
+            seen.add(q)
+            prompts.append(q)
+            if len(prompts) == p.n_prompts:
+                break
+    labelled = [(x.prompt, r) for x in pairs for r in (x.chosen, x.rejected)][:p.prototype_examples]
+    setup = SteeringSetup(rm_dir, rp, Path(policies.pop()), model_dirs, prompts, labelled, resolve_device(p.device))
+    run.write_json("prompts.json", prompts)
+    run.write_json("setup.json", {"rm_run": str(rm_dir), "policy_dir": str(setup.policy_dir),
+                                  "reward_models": {n: [str(d) for _, d in ds] for n, ds in model_dirs.items()},
+                                  "seeds": seeds, "n_prompts": len(prompts), "n_labelled": len(labelled),
+                                  "device": str(setup.device)})
+    return setup
+
+
+def label_counts(p, setup: SteeringSetup) -> dict[str, dict]:
+    """For each prototype, how many labelled examples it is built from (and the attribute rates overall)."""
+    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    out = {}
+    for spec in p.prototypes:
+        if spec.attribute not in judged[0]:
+            raise KeyError(f"prototype {spec.name!r}: the judge {p.judge!r} has no attribute {spec.attribute!r}; "
+                           f"it scores {sorted(judged[0])}")
+        n = sum(bool(j[spec.attribute]) == spec.value for j in judged)
+        out[spec.name] = {"attribute": spec.attribute, "value": spec.value, "count": n}
+    return out
+
+
+@torch.no_grad()
+def build_prototypes(p, setup: SteeringSetup, model, tokenizer, rm_name: str, seed: int, save_dir: Path | None = None
+                     ) -> dict:
+    """One prototype per `p.prototypes` entry for this reward model: the mean pooled final state over the labelled
+    responses whose attribute equals the spec's value. Saved (with provenance) under `save_dir`/prototypes/.
+    Returns name -> qvalues.Prototype."""
+    from .qvalues import Prototype, pooled_states
+
+    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    states = pooled_states(model, tokenizer, [q for q, _ in setup.labelled], [r for _, r in setup.labelled],
+                           pooling=p.prototype_pooling)
+    out = {}
+    for spec in p.prototypes:
+        sel = torch.tensor([bool(j[spec.attribute]) == spec.value for j in judged])
+        if not bool(sel.any()):
+            raise ValueError(f"prototype {spec.name!r}: no labelled example has {spec.attribute} = {spec.value}")
+        proto = Prototype(spec.name, states[sel].mean(0), {
+            "pooling": p.prototype_pooling, "count": int(sel.sum()), "layer": "final (after norm)",
+            "attribute": spec.attribute, "value": spec.value, "judge": p.judge, "reward_model": rm_name,
+            "rm_seed": seed, "checkpoint": str(dict(setup.model_dirs[rm_name])[seed]),
+            "data": f"both sides of {setup.rm_run_dir / 'data' / 'train_pairs.jsonl'} (first {len(setup.labelled)})"})
+        if save_dir is not None:
+            proto.save(save_dir)
+        out[spec.name] = proto
+    return out
+
+
+def goal_terms(p, prototypes: dict) -> dict[str, GoalTerm]:
+    return {t.name: GoalTerm.from_prototypes(t.name, prototypes, t.weights) for t in p.targets}
+
+
+@torch.no_grad()
+def prototype_diagnostics(p, setup: SteeringSetup, model, tokenizer, goals: dict[str, GoalTerm]) -> dict:
+    """Does each goal point at its attribute? On the RM run's held-out pairs (both sides, questions never used to
+    build prototypes): AUROC of the goal term G for the target's `aim` attribute, read at the EOS (`final`) and
+    at every step's end inside the response (`steps`, the states the decoder scores mid-solution)."""
+    from .data import PreferencePair, load_jsonl
+    from .evaluation import auroc
+
+    held = load_jsonl(setup.rm_run_dir / "data" / "heldout_pairs.jsonl", PreferencePair)
+    pairs = [(x.prompt, r) for x in held for r in (x.chosen, x.rejected)]
+    judged = get_judge(p.judge)([q for q, _ in pairs], [r for _, r in pairs])
+    sep = tokenizer(p.beam.step_end, add_special_tokens=False)["input_ids"][0]
+    dev = next(model.parameters()).device
+    finals = {t: [] for t in goals}
+    steps = {t: ([], []) for t in goals}
+    for s in range(0, len(pairs), 256):
+        chunk = pairs[s:s + 256]
+        seqs = [encode(tokenizer, q, r) for q, r in chunk]
+        b = {k: v.to(dev) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
+        h = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"]).hidden
+        last = b["attention_mask"].sum(-1) - 1
+        is_step = (b["input_ids"] == sep) & (b["response_mask"] == 1)
+        for name, g in goals.items():
+            G = g(h).cpu()
+            finals[name].extend(G[torch.arange(len(chunk)), last.cpu()].tolist())
+            aim = next(t.aim for t in p.targets if t.name == name)
+            for row in range(len(chunk)):
+                vals = G[row][is_step[row].cpu()].tolist()
+                steps[name][0].extend(vals)
+                steps[name][1].extend([bool(judged[s + row][aim])] * len(vals))
+    out = {}
+    for t in p.targets:
+        labels = [bool(j[t.aim]) for j in judged]
+        out[t.name] = {"aim": t.aim, "final_auroc": auroc(finals[t.name], labels),
+                       "steps_auroc": auroc(*steps[t.name]), "n_responses": len(pairs)}
+    return out
+
+
+def _rates(judge: Judge, prompts: list[str], responses: list[str]) -> dict[str, float]:
+    return attribute_rates(judge(prompts, responses))
+
+
+def _row(method: str, seed: int, prompts: list[str], responses: list[str], judge: Judge, policy_tokens: list[int],
+         rm_tokens: list[int], seconds: float, rm: str = "", target: str = "", **extra) -> dict:
+    return {"method": method, "reward_model": rm, "target": target, "seed": seed,
+            **{f"rate_{k}": v for k, v in _rates(judge, prompts, responses).items()},
+            "policy_tokens": float(np.mean(policy_tokens)), "rm_tokens": float(np.mean(rm_tokens)),
+            "seconds": seconds, "seconds_per_prompt": seconds / max(1, len(prompts)), **extra}
+
+
+def decode_in_batches(policy, tokenizer, prompts: list[str], settings: BeamSettings, batch_size: int,
+                      scorer: ContextScorer | None = None, goal: GoalTerm | None = None, seed: int = 0,
+                      suppress_tokens: list[str] | None = None, desc: str = "guided decoding") -> list[Decoded]:
+    """`guided_decode` over `prompts` in batches of `batch_size` prompts, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for k, s in enumerate(tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False)):
+        out += guided_decode(policy, tokenizer, prompts[s:s + batch_size], settings, scorer, goal, seed=seed + k,
+                             suppress_tokens=suppress_tokens)
+    return out
+
+
+def beam_settings(p) -> BeamSettings:
+    from .params import to_dict
+
+    return BeamSettings(**to_dict(p.beam))
+
+
+@dataclass
+class SteeringResult:
+    """Rows (one per method, reward model, target and seed), their summary over seeds, the gains of guided
+    decoding, prototype diagnostics, and the decoded responses (method key -> seed -> responses)."""
+
+    run_dir: Path
+    rows: list[dict]
+    summary: list[dict]
+    gains: list[dict]
+    diagnostics: dict
+    best_of_n: dict[int, int]
+    responses: dict = field(default_factory=dict)
+    cache_check: dict = field(default_factory=dict)
+
+
+def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
+    """Every method on the same prompts, for every seed: plain sampling, beam search on the policy alone, guided
+    decoding with each reward model towards each target, then best-of-N (N matched to the guided decoder's policy
+    tokens unless `p.best_of_n` is set) reranked by each reward model's final reward and by each goal term.
+    Prototypes are built and saved per reward model and seed under run/prototypes/. Writes metrics.json and
+    responses.json."""
+    from .toyworld import MARK_CHARS
+
+    judge = get_judge(p.judge)
+    settings = beam_settings(p)
+    policy, tok = setup.load_policy()
+    prompts = setup.prompts
+    suppress = list(MARK_CHARS)
+    max_new = settings.max_steps * settings.max_step_tokens
+    rows, responses, diagnostics, bon_n = [], {}, {}, {}
+    for seed in setup.seeds:
+        dseed = p.seed * 1000 + seed
+        with Timer() as t:
+            plain = sample_solutions(policy, tok, prompts, 1, settings.temperature, max_new, dseed, suppress)
+        plain_resp = [r[0] for r in plain.responses]
+        rows.append(_row("plain", seed, prompts, plain_resp, judge, plain.policy_tokens, [0] * len(prompts), t.seconds))
+        responses.setdefault("plain", {})[seed] = plain_resp
+        with Timer() as t:
+            dec = decode_in_batches(policy, tok, prompts, settings, p.batch_size, seed=dseed, suppress_tokens=suppress,
+                                    desc="beam search, policy only")
+        rows.append(_row("beam_policy_only", seed, prompts, [d.response for d in dec], judge,
+                         [d.policy_tokens for d in dec], [0] * len(prompts), t.seconds))
+        responses.setdefault("beam_policy_only", {})[seed] = [d.response for d in dec]
+        if p.exact_oracle:
+            with Timer() as t:
+                dec = decode_in_batches(policy, tok, prompts, settings, p.batch_size, ExactPrefixScorer(tok),
+                                        exact_goal, seed=dseed, suppress_tokens=suppress, desc="guided: exact oracle")
+            rows.append(_row("guided_oracle", seed, prompts, [d.response for d in dec], judge,
+                             [d.policy_tokens for d in dec], [0] * len(prompts), t.seconds, "", "error_free"))
+            responses.setdefault("guided_oracle", {})[seed] = [d.response for d in dec]
+        models, guided_tokens = {}, []
+        for name in p.reward_models:
+            model, rtok = setup.load_reward_model(name, seed)
+            if rtok.get_vocab() != tok.get_vocab():
+                raise ValueError(f"reward model {name} seed {seed} does not share the policy's tokenizer; the decoder "
+                                 "passes token ids from one to the other")
+            protos = build_prototypes(p, setup, model, rtok, name, seed, run.dir / "prototypes" / f"{name}_seed{seed}")
+            goals = goal_terms(p, protos)
+            diagnostics[f"{name}_seed{seed}"] = prototype_diagnostics(p, setup, model, rtok, goals)
+            models[name] = (model, goals)
+            for target, goal in goals.items():
+                scorer = ContextScorer(model, use_cache=p.use_rm_cache, pooling=p.step_pooling)
+                with Timer() as t:
+                    dec = decode_in_batches(policy, tok, prompts, settings, p.batch_size, scorer, goal, seed=dseed,
+                                            suppress_tokens=suppress, desc=f"guided: {name} -> {target}")
+                guided_tokens += [d.policy_tokens for d in dec]
+                rows.append(_row("guided", seed, prompts, [d.response for d in dec], judge,
+                                 [d.policy_tokens for d in dec], [d.rm_tokens for d in dec], t.seconds, name, target,
+                                 truncated=float(np.mean([d.truncated for d in dec])),
+                                 final_goal=float(np.nanmean([d.final_goal for d in dec]))))
+                responses.setdefault(f"guided/{name}/{target}", {})[seed] = [d.response for d in dec]
+        n = p.best_of_n or max(1, int(round(np.mean(guided_tokens) / max(1e-9, np.mean(plain.policy_tokens)))))
+        bon_n[seed] = n
+        with Timer() as t_sample:
+            sampled = sample_solutions(policy, tok, prompts, n, settings.temperature, max_new, dseed + 1, suppress)
+        for name, (model, goals) in models.items():
+            with Timer() as t:
+                score_samples(model, tok, sampled)
+            secs = t_sample.seconds + t.seconds
+            resp = pick(sampled, sampled.rewards)
+            rows.append(_row("best_of_n", seed, prompts, resp, judge, sampled.policy_tokens, sampled.rm_tokens, secs,
+                             name, "", n=n))
+            responses.setdefault(f"best_of_n/{name}", {})[seed] = resp
+            for target, goal in goals.items():
+                resp = pick(sampled, goal(sampled.final_hidden))
+                rows.append(_row("best_of_n_goal", seed, prompts, resp, judge, sampled.policy_tokens,
+                                 sampled.rm_tokens, secs, name, target, n=n))
+                responses.setdefault(f"best_of_n_goal/{name}/{target}", {})[seed] = resp
+    summary = summarise(rows)
+    gains = guided_gains(rows, p.targets)
+    result = SteeringResult(run.dir, rows, summary, gains, diagnostics, bon_n, responses)
+    run.write_json("responses.json", {"prompts": prompts, "responses": responses})
+    return result
+
+
+METHOD_ORDER = ("plain", "best_of_n", "best_of_n_goal", "beam_policy_only", "guided", "guided_oracle")
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and sample std over seeds of every rate and compute figure, per (method, reward model, target)."""
+    from .evaluation import mean_std
+
+    keys = sorted(dict.fromkeys((r["method"], r["reward_model"], r["target"]) for r in rows),
+                  key=lambda k: METHOD_ORDER.index(k[0]) if k[0] in METHOD_ORDER else len(METHOD_ORDER))
+    out = []
+    for method, rm, target in keys:
+        rs = [r for r in rows if (r["method"], r["reward_model"], r["target"]) == (method, rm, target)]
+        entry = {"method": method, "reward_model": rm, "target": target, "n_seeds": len(rs)}
+        for k in rs[0]:
+            if k.startswith("rate_") or k in ("policy_tokens", "rm_tokens", "seconds", "seconds_per_prompt", "n",
+                                              "truncated", "final_goal"):
+                mean, std, _ = mean_std([r[k] for r in rs])
+                entry[k] = {"mean": mean, "std": std}
+        out.append(entry)
+    return out
+
+
+def guided_gains(rows: list[dict], targets) -> list[dict]:
+    """For each guided run (reward model, target): the gain on the target's aim attribute and on correctness over
+    plain sampling, best-of-N by reward (same reward model), best-of-N by the same goal, and beam search on the
+    policy alone, paired by seed (mean and std of the per-seed differences, in points, and relative in %), with
+    the compute ratios."""
+    from .evaluation import mean_std
+
+    aims = {t.name: t.aim for t in targets}
+
+    def find(method, seed, rm="", target=""):
+        return next(r for r in rows if r["method"] == method and r["seed"] == seed and r["reward_model"] == rm
+                    and r["target"] == target)
+
+    out = []
+    for rm, target in dict.fromkeys((r["reward_model"], r["target"]) for r in rows if r["method"] == "guided"):
+        gs = [r for r in rows if r["method"] == "guided" and r["reward_model"] == rm and r["target"] == target]
+        for base, brm, btarget in (("plain", "", ""), ("best_of_n", rm, ""), ("best_of_n_goal", rm, target),
+                                   ("beam_policy_only", "", "")):
+            pairs = [(g, find(base, g["seed"], brm, btarget)) for g in gs]
+            entry = {"reward_model": rm, "target": target, "aim": aims[target], "baseline": base,
+                     "n_seeds": len(pairs)}
+            for attr in dict.fromkeys([aims[target], "correct"]):
+                k = f"rate_{attr}"
+                diff = [g[k] - b[k] for g, b in pairs]
+                rel = [100.0 * (g[k] - b[k]) / b[k] if b[k] > 0 else float("nan") for g, b in pairs]
+                m, s, _ = mean_std(diff)
+                mr, sr, _ = mean_std(rel)
+                entry[attr] = {"guided": mean_std([g[k] for g, _ in pairs])[0],
+                               "baseline": mean_std([b[k] for _, b in pairs])[0],
+                               "gain_points": {"mean": 100 * m, "std": 100 * s}, "gain_relative_pct": {"mean": mr,
+                                                                                                       "std": sr}}
+            for k in ("policy_tokens", "rm_tokens", "seconds"):
+                ratios = [g[k] / b[k] if b[k] > 0 else float("nan") for g, b in pairs]
+                entry[f"{k}_ratio"] = mean_std(ratios)[0]
+            tot = [(g["policy_tokens"] + g["rm_tokens"]) / (b["policy_tokens"] + b["rm_tokens"]) for g, b in pairs]
+            entry["total_tokens_ratio"] = mean_std(tot)[0]
+            out.append(entry)
+    return out
+
+
+def check_cache(p, setup: SteeringSetup, n_prompts: int = 8) -> dict:
+    """Guided decoding with and without the reward model's cache on the first prompts (first reward model, seed
+    and target, same sampling seed): the scores must agree and the responses be the same. Returns the largest
+    score difference, whether every response matched, and the reward-model tokens of each."""
+    from .toyworld import MARK_CHARS
+
+    policy, tok = setup.load_policy()
+    name, seed = p.reward_models[0], setup.seeds[0]
+    model, rtok = setup.load_reward_model(name, seed)
+    goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed))[p.targets[0].name]
+    prompts = setup.prompts[:n_prompts]
+    outs = {}
+    for use_cache in (True, False):
+        scorer = ContextScorer(model, use_cache=use_cache, pooling=p.step_pooling)
+        outs[use_cache] = guided_decode(policy, tok, prompts, beam_settings(p), scorer, goal, seed=p.seed,
+                                        suppress_tokens=list(MARK_CHARS))
+    a, b = outs[True], outs[False]
+    return {"prompts": len(prompts), "reward_model": name, "seed": seed, "target": p.targets[0].name,
+            "max_abs_score_diff": max(abs(x.score - y.score) for x, y in zip(a, b)),
+            "same_responses": all(x.response == y.response for x, y in zip(a, b)),
+            "rm_tokens_cached": sum(x.rm_tokens for x in a), "rm_tokens_full": sum(y.rm_tokens for y in b)}
+
+
+def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model: str | None = None,
+                   target: str | None = None) -> str:
+    """Decode one prompt with the first reward model, seed and target (or those named) and return the beam's
+    evolution as text (`format_trace`), followed by the answer and its exact scores."""
+    from .toyworld import MARK_CHARS
+
+    policy, tok = setup.load_policy()
+    name = reward_model or p.reward_models[0]
+    seed = setup.seeds[0]
+    model, rtok = setup.load_reward_model(name, seed)
+    tname = target or p.targets[0].name
+    goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed))[tname]
+    prompt = setup.prompts[prompt_index]
+    trace: list = []
+    dec = guided_decode(policy, tok, [prompt], beam_settings(p), ContextScorer(model, pooling=p.step_pooling), goal, seed=p.seed,
+                        suppress_tokens=list(MARK_CHARS), trace_prompts=(0,), trace=trace)[0]
+    scores = get_judge(p.judge)([prompt], [dec.response])[0]
+    head = (f"reward model {name} (seed {seed}), goal {tname!r} = "
+            + " ".join(f"{w:+g}*{k}" for k, w in next(t for t in p.targets if t.name == tname).weights.items())
+            + f", r = {goal_ratio(p.beam.confidence_ratio):.2f}")
+    return (head + "\n" + format_trace(trace, prompt) + f"\n\nanswer: {dec.response}   scores: {scores}"
+            + f"\npolicy tokens sampled: {dec.policy_tokens}, reward-model tokens: {dec.rm_tokens}")
+
+
+def attribute_overview(p, setup: SteeringSetup):
+    """The judge's attributes: their description (toy attributes) and their share among the labelled examples,
+    with how many examples each prototype is built from (pandas DataFrame)."""
+    import pandas as pd
+
+    from .toyworld.attributes import ATTRIBUTES
+
+    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    rates = attribute_rates(judged)
+    protos = {s.attribute: [] for s in p.prototypes}
+    for s in p.prototypes:
+        n = sum(bool(j[s.attribute]) == s.value for j in judged)
+        protos[s.attribute].append(f"{s.name} ({s.attribute} = {s.value}: {n} examples)")
+    return pd.DataFrame([{"attribute": k, "description": ATTRIBUTES[k].description if k in ATTRIBUTES else "",
+                          "share of labelled examples": round(v, 3), "prototypes": ", ".join(protos.get(k, []))}
+                         for k, v in rates.items()]).set_index("attribute")
+
+
+def diagnostics_table(diagnostics: dict):
+    """Prototype diagnostics (from `prototype_diagnostics`, one dict per reward model or a dict of them) as a
+    DataFrame: AUROC of each goal for its aim at the EOS and at the step ends inside the response."""
+    import pandas as pd
+
+    if diagnostics and "aim" in next(iter(diagnostics.values())):
+        diagnostics = {"": diagnostics}
+    rows = [{"reward model": m, "goal": t, "aim": d["aim"], "AUROC at the EOS": round(d["final_auroc"], 3),
+             "AUROC at step ends": round(d["steps_auroc"], 3)}
+            for m, ds in diagnostics.items() for t, d in ds.items()]
+    return pd.DataFrame(rows)
+
+
+def results_table(result: SteeringResult, attributes: tuple[str, ...] | None = None):
+    """Mean ± std over seeds of attribute rates and compute per method (pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for e in result.summary:
+        attrs = attributes or tuple(k[5:] for k in e if k.startswith("rate_"))
+        row = {"method": e["method"], "reward model": e["reward_model"], "target": e["target"]}
+        for a in attrs:
+            v = e[f"rate_{a}"]
+            row[a] = f"{v['mean']:.3f} ± {v['std']:.3f}"
+        row["policy tok/prompt"] = f"{e['policy_tokens']['mean']:.1f}"
+        row["RM tok/prompt"] = f"{e['rm_tokens']['mean']:.1f}"
+        row["seconds"] = f"{e['seconds']['mean']:.1f} ± {e['seconds']['std']:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gains_table(result: SteeringResult):
+    """Gains of guided decoding over each baseline on the target's aim attribute and on correctness, in points
+    (mean ± std of the per-seed differences) and relative (%), with compute ratios (pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for e in result.gains:
+        a, c = e[e["aim"]], e["correct"]
+        rows.append({
+            "reward model": e["reward_model"], "target": e["target"], "over": e["baseline"], "aim": e["aim"],
+            "aim: guided": round(a["guided"], 3), "aim: baseline": round(a["baseline"], 3),
+            "aim gain (pts)": f"{a['gain_points']['mean']:+.1f} ± {a['gain_points']['std']:.1f}",
+            "aim gain (%)": f"{a['gain_relative_pct']['mean']:+.1f}",
+            "correct gain (pts)": f"{c['gain_points']['mean']:+.1f} ± {c['gain_points']['std']:.1f}",
+            "policy tokens ×": round(e["policy_tokens_ratio"], 2), "total tokens ×": round(e["total_tokens_ratio"], 2),
+            "seconds ×": round(e["seconds_ratio"], 2)})
+    return pd.DataFrame(rows)
+
+
+def write_metrics(p, run, setup: SteeringSetup, result: SteeringResult, labels: dict) -> dict:
+    metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed, "rm_run": str(setup.rm_run_dir),
+               "n_prompts": len(setup.prompts), "seeds": setup.seeds, "best_of_n": result.best_of_n,
+               "prototype_labels": labels, "prototype_diagnostics": result.diagnostics,
+               "cache_check": result.cache_check, "rows": result.rows, "summary": result.summary,
+               "gains": result.gains}
+    run.write_json("metrics.json", metrics)
+    return metrics
+
+
+def save_figures(run, result: SteeringResult, aims: list[str]) -> dict:
+    """The comparison as plotly figures in run/figures/: attribute rates per method and the compute each used."""
+    from . import plots
+
+    figs = {"steering_rates": plots.steering_rates(result.summary, list(dict.fromkeys(aims + ["correct"]))),
+            "steering_compute": plots.steering_compute(result.summary),
+            "steering_gains": plots.steering_gains(result.gains)}
+    for name, fig in figs.items():
+        plots.save_figure(fig, run.path("figures", name))
+    return figs
+
+
+def steer(p) -> SteeringResult:
+    """Everything notebook 04 does, headless."""
+    from .runs import start_run
+
+    run = start_run(p)
+    setup = prepare(p, run)
+    labels = label_counts(p, setup)
+    cache = check_cache(p, setup)
+    result = compare_methods(p, run, setup)
+    result.cache_check = cache
+    write_metrics(p, run, setup, result, labels)
+    save_figures(run, result, [t.aim for t in p.targets])
+    return result
