@@ -557,7 +557,7 @@ class FilteringParams:
 
 
 @dataclass
-class AttributePrototypeSpec:
+class AttributePrototype:
     """A goal prototype built from labelled examples: the mean final state of the labelled responses whose
     attribute `attribute` (a scorer of the judge, e.g. toyworld.attributes) equals `value`."""
 
@@ -640,9 +640,9 @@ class SteeringParams:
     step_pooling: Literal["last", "mean"] = "last"
     """which state of a candidate step (read in context) meets the prototypes: its last token's, or the mean over
     its tokens (as the paper's released decoder pools a candidate)"""
-    prototypes: list[AttributePrototypeSpec] = field(default_factory=lambda: [
-        AttributePrototypeSpec("correct", "correct", True), AttributePrototypeSpec("incorrect", "correct", False),
-        AttributePrototypeSpec("even", "even_answer", True), AttributePrototypeSpec("odd", "even_answer", False)])
+    prototypes: list[AttributePrototype] = field(default_factory=lambda: [
+        AttributePrototype("correct", "correct", True), AttributePrototype("incorrect", "correct", False),
+        AttributePrototype("even", "even_answer", True), AttributePrototype("odd", "even_answer", False)])
     targets: list[SteeringTarget] = field(default_factory=lambda: [
         SteeringTarget("correct", {"correct": 1.0}, "correct"),
         SteeringTarget("correct_not_incorrect", {"correct": 1.0, "incorrect": -1.0}, "correct"),

@@ -169,7 +169,7 @@ def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int
     return steps
 
 
-# ------------------------------------------------------------------------------------------------ reward model in context
+# ---------------------------------------------------------------------------------------- reward model in context
 
 
 @dataclass
@@ -437,15 +437,16 @@ def select_beams(pool: list[Beam], k: int, temperature: float, rng: np.random.Ge
 
 @torch.no_grad()
 def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings, scorer: ContextScorer | None = None,
-                  goal: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0, suppress_tokens: list[str] | None = None,
-                  trace_prompts: tuple[int, ...] = (), trace: list | None = None,
-                  max_length: int | None = None) -> list[Decoded]:
+                  goal: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
+                  suppress_tokens: list[str] | None = None, trace_prompts: tuple[int, ...] = (),
+                  trace: list | None = None, max_length: int | None = None) -> list[Decoded]:
     """Step-level beam search over all `prompts` at once (live beams of every prompt share each forward pass).
 
     With `scorer` and `goal`, each candidate is scored in context by the reward model (`scorer` gives its pooled
-    states, `goal` maps them to goal terms, e.g. a `GoalTerm`) and the goal term weighs in by the confidence ratio; without them (or with confidence ratio -inf) the search uses the policy's
-    probability alone. `trace` (a list), when given, receives one dict per step and per prompt in
-    `trace_prompts` with every candidate's text, log-probability, goal term and score, and which survived.
+    states, `goal` maps them to goal terms, e.g. a `GoalTerm`) and the goal term weighs in by the confidence
+    ratio; without them (or with confidence ratio -inf) the search uses the policy's probability alone. `trace`
+    (a list), when given, receives one dict per step and per prompt in `trace_prompts` with every candidate's
+    text, log-probability, goal term and score, and which survived.
     `max_length` caps prefix + step (default: the policy's max_position_embeddings). Returns one `Decoded` per
     prompt, in order."""
     s = settings
@@ -783,7 +784,7 @@ def build_prototypes(p, setup: SteeringSetup, model, tokenizer, rm_name: str, se
     """One prototype per `p.prototypes` entry for this reward model: the mean pooled final state over the labelled
     responses whose attribute equals the spec's value. Saved (with provenance) under `save_dir`/prototypes/.
     Returns name -> qvalues.Prototype."""
-    from .qvalues import Prototype, pooled_states
+    from .qvalues import Prototype, pooled_states, prototype_provenance
 
     judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
     states = pooled_states(model, tokenizer, [q for q, _ in setup.labelled], [r for _, r in setup.labelled],
@@ -793,11 +794,11 @@ def build_prototypes(p, setup: SteeringSetup, model, tokenizer, rm_name: str, se
         sel = torch.tensor([bool(j[spec.attribute]) == spec.value for j in judged])
         if not bool(sel.any()):
             raise ValueError(f"prototype {spec.name!r}: no labelled example has {spec.attribute} = {spec.value}")
-        proto = Prototype(spec.name, states[sel].mean(0), {
-            "pooling": p.prototype_pooling, "count": int(sel.sum()), "layer": "final (after norm)",
+        prov = prototype_provenance(model, p.prototype_pooling, int(sel.sum()), extra={
             "attribute": spec.attribute, "value": spec.value, "judge": p.judge, "reward_model": rm_name,
             "rm_seed": seed, "checkpoint": str(dict(setup.model_dirs[rm_name])[seed]),
             "data": f"both sides of {setup.rm_run_dir / 'data' / 'train_pairs.jsonl'} (first {len(setup.labelled)})"})
+        proto = Prototype(spec.name, states[sel].mean(0), prov)
         if save_dir is not None:
             proto.save(save_dir)
         out[spec.name] = proto
@@ -1071,8 +1072,8 @@ def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model:
     goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed))[tname]
     prompt = setup.prompts[prompt_index]
     trace: list = []
-    dec = guided_decode(policy, tok, [prompt], beam_settings(p), ContextScorer(model, pooling=p.step_pooling), goal, seed=p.seed,
-                        suppress_tokens=list(MARK_CHARS), trace_prompts=(0,), trace=trace)[0]
+    dec = guided_decode(policy, tok, [prompt], beam_settings(p), ContextScorer(model, pooling=p.step_pooling), goal,
+                        seed=p.seed, suppress_tokens=list(MARK_CHARS), trace_prompts=(0,), trace=trace)[0]
     scores = get_judge(p.judge)([prompt], [dec.response])[0]
     head = (f"reward model {name} (seed {seed}), goal {tname!r} = "
             + " ".join(f"{w:+g}*{k}" for k, w in next(t for t in p.targets if t.name == tname).weights.items())
@@ -1144,7 +1145,8 @@ def gains_table(result: SteeringResult):
             "aim gain (pts)": f"{a['gain_points']['mean']:+.1f} ± {a['gain_points']['std']:.1f}",
             "aim gain (%)": f"{a['gain_relative_pct']['mean']:+.1f}",
             "correct gain (pts)": f"{c['gain_points']['mean']:+.1f} ± {c['gain_points']['std']:.1f}",
-            "policy tokens ×": round(e["policy_tokens_ratio"], 2), "total tokens ×": round(e["total_tokens_ratio"], 2),
+            "policy tokens ×": round(e["policy_tokens_ratio"], 2),
+            "total tokens ×": round(e["total_tokens_ratio"], 2),
             "seconds ×": round(e["seconds_ratio"], 2)})
     return pd.DataFrame(rows)
 
