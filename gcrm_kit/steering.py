@@ -8,12 +8,14 @@ step, for each live beam:
    while a question has fewer than beam_size / n_candidates live beams (at the first step: one), each samples
    2 * beam_size / (live beams) instead, as the released decoder does, so the search starts from enough choices;
 2. the reward model reads prompt + prefix + candidate **in context** and the candidate's goal term is the
-   weighted cosine between its final state at the candidate's last token and one or more goal prototypes,
+   weighted cosine between its final state at the candidate's last token (or the mean over the candidate's
+   tokens) and one or more goal prototypes,
    G = sum_k w_k cos(h, g_k) / sum_k |w_k|, in [-1, 1] (a negative weight steers away from a prototype);
 3. the step score combines both as Xie et al. combine confidence and probability,
    s = c^r * p^(1 - r) with c = (1 + G) / 2 and r = 2^rho / (2^rho + 1) from the confidence ratio rho
    (rho = 0: equal weight; rho -> -inf: policy only; rho -> +inf: goal only);
-4. a beam's score is the geometric mean of its step scores; among the finished beams kept so far and every new
+4. a beam's score is the geometric mean of its step scores (or, reading G as the value of the whole prefix,
+   c_latest^r times the geometric mean of its p^(1-r)); among the finished beams kept so far and every new
    candidate of a question, `beam_size` survive: the best ones (beam temperature 0), or a draw without
    replacement with probabilities proportional to score^(1/temperature).
 
@@ -25,9 +27,12 @@ carries the cache of its prefix, so only the new step's tokens are run through t
 a test checks that the cached scores equal re-scoring the full sequence).
 
 Comparisons on the same prompts (`compare_methods`): plain sampling (the SFT baseline), best-of-N by the final
-reward at matched policy compute, beam search on the policy's probability alone (what the search gives without a
-goal), and goal-guided decoding towards each target, each with the compute it used: policy tokens sampled,
-tokens run through the reward model, and wall-clock seconds.
+reward at matched policy compute (and reranked by each goal term), beam search on the policy's probability alone
+(what the search gives without a goal), goal-guided decoding towards each target, and, in the toy world, the
+same search guided by an exact process value (what a goal term that is always right mid-solution reaches), each
+with the compute it used: policy tokens sampled, tokens run through the reward model, and wall-clock seconds.
+Attributes are scored by a judge: the toy world's exact scorers by default, or any function registered with
+`register_judge` (an LLM judge, for instance); none needs a paid service unless one is registered.
 """
 
 from __future__ import annotations
@@ -87,10 +92,8 @@ class GoalTerm:
 
 def goal_ratio(confidence_ratio: float) -> float:
     """Xie et al.'s weight r of the confidence in s = c^r p^(1-r): r = 2^rho / (2^rho + 1); rho = 0 gives 0.5."""
-    if math.isinf(confidence_ratio):
-        return 1.0 if confidence_ratio > 0 else 0.0
-    r = 2.0 ** confidence_ratio
-    return r / (r + 1.0)
+    x = confidence_ratio * math.log(2.0)  # r = sigmoid(rho ln 2), written so that no power of 2 overflows
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def step_log_score(mean_logprob: torch.Tensor, goal: torch.Tensor, r: float, eps: float = 1e-6) -> torch.Tensor:
@@ -119,7 +122,7 @@ class Step:
 
 
 def step_stop_ids(tokenizer, step_end: str) -> list[int]:
-    """Token ids that end a step: the EOS and, when `step_end` is one token of the vocabulary, that token."""
+    """Token ids that end a step: the EOS and the delimiter `step_end`, which must be one token."""
     ids = tokenizer(step_end, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         raise ValueError(f"step_end {step_end!r} is {len(ids)} tokens for this tokenizer; the decoder stops a step "

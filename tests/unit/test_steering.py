@@ -97,7 +97,8 @@ def test_goal_term_by_hand():
 
 def test_goal_ratio_and_step_score():
     assert S.goal_ratio(0.0) == 0.5 and S.goal_ratio(math.inf) == 1.0 and S.goal_ratio(-math.inf) == 0.0
-    assert S.goal_ratio(1.0) == pytest.approx(2 / 3)
+    assert S.goal_ratio(1.0) == pytest.approx(2 / 3) and S.goal_ratio(-1.0) == pytest.approx(1 / 3)
+    assert S.goal_ratio(5000.0) == 1.0 and S.goal_ratio(-5000.0) == 0.0  # no overflow
     lp, g = torch.tensor([math.log(0.8)]), torch.tensor([0.2])  # c = 0.6
     assert S.step_log_score(lp, g, 0.5).item() == pytest.approx(0.5 * math.log(0.6) + 0.5 * math.log(0.8))
     assert S.step_log_score(lp, g, 0.0).item() == pytest.approx(math.log(0.8))
