@@ -68,6 +68,19 @@ def write_job(job_file: Path, stage: str, **fields) -> Path:
                                                            for k, v in fields.items()}})
 
 
+def failure_excerpt(output: str, n_lines: int = 25) -> str:
+    """The part of a failed launch's output worth reading: the launcher's own traceback and summary say only which
+    process died, so keep the workers' last lines before them (where their error is) and the summary's exit codes."""
+    lines = [x for x in output.replace("\r", "\n").splitlines() if x.strip()]
+    summary = next((i for i, x in enumerate(lines) if "ChildFailedError" in x), None)
+    if summary is None:
+        return "\n".join(lines[-n_lines:])
+    start = max((i for i, x in enumerate(lines[:summary]) if x.startswith("Traceback (most recent call last)")),
+                default=summary)
+    codes = [x.strip() for x in lines[summary:] if x.strip().startswith(("rank", "exitcode", "traceback"))]
+    return "\n".join(lines[max(0, start - n_lines):start] + ["[launcher summary]"] + codes)
+
+
 def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", log_file: Path | None = None,
                  stream=None) -> Path:
     """Run the job in `job_file` under `launcher` with `n_processes` processes, streaming its output to `stream`
@@ -102,7 +115,7 @@ def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", l
                 stream.write(text)
                 stream.flush()
                 log.write(text)
-                tail = (tail + text)[-4000:]
+                tail = (tail + text)[-20000:]
             rc = proc.wait()
         except BaseException:
             # the notebook was interrupted: stop every launched process, not only the launcher
@@ -113,7 +126,7 @@ def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", l
             proc.wait()
             raise
     if rc != 0:
-        lines = "\n".join(tail.replace("\r", "\n").splitlines()[-25:])
         raise LaunchError(f"{launcher} run of {job_file} exited with code {rc}; full log: {log_file}\n"
-                          f"last lines:\n{lines}\nRunning the same step again resumes from its last checkpoint.")
+                          f"last lines:\n{failure_excerpt(tail)}\n"
+                          "Running the same step again resumes from its last checkpoint.")
     return log_file

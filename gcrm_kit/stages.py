@@ -30,6 +30,17 @@ def fit_reward_model_job(job: dict) -> None:
 STAGES = {"fit_reward_model": fit_reward_model_job}
 
 
+def finish_process_group() -> None:
+    """Let every process reach the end before any exits, then tear the process group down. Without it a process
+    that finished its share (the non-main ones return before the main one writes the artifacts) exits with the
+    collective backend still live, and its shutdown can abort (SIGABRT) while the main process still works."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gcrm_kit.stages", description=__doc__)
     ap.add_argument("job", help="job JSON written by gcrm_kit.launch.write_job")
@@ -38,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if job.get("stage") not in STAGES:
         raise SystemExit(f"{args.job}: unknown stage {job.get('stage')!r}; known: {sorted(STAGES)}")
     STAGES[job["stage"]](job)
+    finish_process_group()  # only after success: a barrier after a failure would wait for a process that is gone
     return 0
 
 

@@ -74,3 +74,17 @@ def test_memory_estimate_divides_by_zero_stage(tiny_policy_dir):
     assert z3.weights == pytest.approx(one.weights / 4) and z3.optimizer == pytest.approx(one.optimizer / 4)
     lora, _ = estimate_memory(from_dict(RMTrainingParams, {"lora": {"enabled": True, "r": 2}}), tiny_policy_dir)
     assert lora.n_trainable < one.n_trainable and lora.optimizer < one.optimizer
+
+
+def test_failure_excerpt_keeps_the_workers_error_not_only_the_launchers_summary():
+    from gcrm_kit.launch import failure_excerpt
+
+    out = "\n".join(["step 1", "Traceback (most recent call last):", '  File "x.py", line 3, in f',
+                     "RuntimeError: worker 1 ran out of memory", "Traceback (most recent call last):",
+                     '  File "run.py", line 1028, in main'] + ["    frame"] * 40 +
+                    ["torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ", "=====",
+                     "  rank      : 1 (local_rank: 1)", "  exitcode  : -6 (pid: 7)  (SIGABRT)", "  traceback : x"])
+    text = failure_excerpt(out)
+    assert "RuntimeError: worker 1 ran out of memory" in text
+    assert "exitcode  : -6 (pid: 7)  (SIGABRT)" in text and "frame" not in text
+    assert failure_excerpt("a\nb\n\nc", n_lines=2) == "b\nc"  # no launcher summary: the last lines
