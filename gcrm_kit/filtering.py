@@ -423,13 +423,19 @@ def paired_vote_test(credit: np.ndarray, credit_unfiltered: np.ndarray) -> dict:
     return {"t": float(r.statistic), "p": float(r.pvalue)}
 
 
+def min_after(scores: np.ndarray, skip: int) -> np.ndarray:
+    """(S, L) scores -> (S,) each sample's lowest score over response tokens >= skip (+inf when there are none):
+    the statistic the pruning rule thresholds (a sample is pruned iff it is below tau)."""
+    s = np.where(np.arange(scores.shape[1])[None, :] >= skip, scores, np.nan)
+    return np.nanmin(np.where(np.isnan(s), np.inf, s), axis=1)
+
+
 def threshold_grid(scores: np.ndarray, skip: int, quantiles: list[float]) -> np.ndarray:
     """Thresholds that prune a share `quantiles` of these samples: the rule prunes a sample when its lowest score
     over response tokens >= `skip` is below tau, so for the n sorted minima m, quantile q gives the midpoint
     between m[j-1] and m[j] with j = round(q n) (j samples pruned); 0 and 1 fall just outside the range.
     Midpoints keep every threshold away from a sample's own score, so float noise cannot flip a decision."""
-    s = np.where(np.arange(scores.shape[1])[None, :] >= skip, scores, np.nan)
-    mins = np.sort(np.nanmin(np.where(np.isnan(s), np.inf, s), axis=1))
+    mins = np.sort(min_after(scores, skip))
     mins = mins[np.isfinite(mins)].astype(float)
     n = len(mins)
     if n == 0:
@@ -470,6 +476,36 @@ def weighted_credit(ss: SampleSet, reward: np.ndarray, tie_break: str) -> np.nda
     return vote_credit(ss, np.ones(len(reward), dtype=bool), tie_break, 1 / (1 + np.exp(-reward.astype(float))))
 
 
+def within_question_auroc(ss: SampleSet, x: np.ndarray) -> float:
+    """Share of (correct, incorrect) sample pairs of the same question in which the correct one has the higher
+    `x` (ties count half): AUROC restricted to comparisons a vote can use. NaN without such pairs."""
+    wins = total = 0.0
+    for qi in range(ss.n_questions):
+        m = ss.question == qi
+        a, b = x[m & ss.correct], x[m & ~ss.correct]
+        if len(a) and len(b):
+            d = a[:, None] - b[None, :]
+            wins += (d > 0).sum() + 0.5 * (d == 0).sum()
+            total += d.size
+    return float(wins / total) if total else float("nan")
+
+
+def signal_auroc(ss: SampleSet, sc: SampleScores, signal: str, skip: int) -> dict:
+    """How well a per-token signal tells correct from incorrect test samples: AUROC (pooled over questions, and
+    within questions) of the statistic the rule thresholds, its minimum after `skip` tokens, and of its value at
+    the last token (the EOS). Where the minimum sits, as a fraction of the response, says what the rule reacts to."""
+    x = sc.signal(signal)
+    mins = min_after(x, skip)
+    last = x[np.arange(len(ss.length)), ss.length - 1]
+    where = np.argmin(np.where(np.arange(x.shape[1])[None, :] >= skip, np.nan_to_num(x, nan=np.inf), np.inf), 1)
+    ok = np.isfinite(mins)
+    return {"min_auroc": evaluation.auroc(mins[ok].tolist(), ss.correct[ok].tolist()),
+            "min_auroc_within_question": within_question_auroc(ss, mins),
+            "last_auroc": evaluation.auroc(last.tolist(), ss.correct.tolist()),
+            "last_auroc_within_question": within_question_auroc(ss, last),
+            "argmin_position": float(np.mean((where / ss.length)[ok]))}
+
+
 def choose_threshold(sweep: list[dict], unfiltered_accuracy: float, max_drop: float) -> int:
     """Index of the eligible threshold (validation accuracy >= unfiltered - max_drop) that saves the most tokens;
     among equal savings the more accurate. Index 0 (quantile 0 prunes nothing) when none is eligible."""
@@ -491,6 +527,8 @@ class OfflineResult:
     rows: list[dict]
     paper_rows: list[dict]
     frontier: list[dict]
+    signals: list[dict] = field(default_factory=list)
+    """per pruning method and rm seed: `signal_auroc` on the test samples"""
     chosen: dict = field(default_factory=dict)
     credits: dict = field(default_factory=dict)
     """(method, seed index) -> per-question test credit, and ('majority', -1) -> unfiltered credit"""
@@ -522,6 +560,8 @@ def evaluate_offline(p: FilteringParams, samples: dict[str, SampleSet],
                                  "tokens_total": unf["test"]["tokens_total"],
                                  "paired_vote_ttest": paired_vote_test(credit, unf["test"]["credit"])})
         for method, (which, signal) in PRUNING.items():
+            res.signals.append({"method": method, "rm_seed": seed,
+                                **signal_auroc(test, scores[(which, si)]["test"], signal, k)})
             sc = {s: scores[(which, si)][s].signal(signal) for s in SETS}
             taus = threshold_grid(sc["validation"], k, p.threshold_quantiles)
             sweeps = {}
@@ -640,6 +680,8 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
         cuts = {uids[i]: int(t) for i, t in enumerate(offline.chosen[("random", si)]["prune_at"]) if t >= 0}
         jobs[("random", si)] = (lambda c=cuts: CutScorer(c), 0.0, o.chunk_size)
     seconds: dict[tuple, list[float]] = {j: [] for j in jobs}
+    score_seconds: dict[tuple, list[float]] = {(w, si): [] for w in ("goal", "baseline")
+                                               for si in range(len(setup.rm_seeds))}
     first: dict = {}
     for rep in range(o.repeats):
         for job, (make, tau, chunk) in jobs.items():
@@ -657,6 +699,12 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
             seconds[job].append(gen.seconds + extra_s)
             if rep == 0:
                 first[job] = (gen, extra_tok)
+        # best-of-N and weighted voting score every finished sample once with their reward model
+        for (which, si) in score_seconds:
+            model, proto = rms[which][si]
+            t0 = time.perf_counter()
+            score_sample_set(model, tokenizer, proto, test, p.batch_size, desc=f"scoring test ({which})")
+            score_seconds[(which, si)].append(time.perf_counter() - t0)
     ref_tokens = first[("none", -1)][0].policy_tokens
     ref_s, hf_s = _median(seconds[("none", -1)]), _median(seconds[("generate_all", -1)])
     rows = []
@@ -682,10 +730,7 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
     # best-of-N and weighted voting write every sample, then score each finished one once
     for si, seed in enumerate(setup.rm_seeds):
         for which in ("goal", "baseline"):
-            model, proto = rms[which][si]
-            t0 = time.perf_counter()
-            score_sample_set(model, tokenizer, proto, test, p.batch_size, desc=f"scoring test ({which})")
-            sec = ref_s + time.perf_counter() - t0
+            sec = ref_s + _median(score_seconds[(which, si)])
             for name in (f"best_of_n_{which}", f"weighted_{which}"):
                 rows.append({"method": name, "rm_seed": seed, "threshold": None, "chunk_size": o.chunk_size,
                              "policy_tokens": ref_tokens, "scorer_tokens": int(test.length.sum()),
@@ -753,7 +798,8 @@ def finish(p: FilteringParams, run: Run, setup: RMSetup, samples: dict[str, Samp
         "rm_seeds": setup.rm_seeds, "goal_rm": p.goal_rm, "baseline_rm": p.baseline_rm,
         "samples_per_question": p.samples_per_question, "skip_tokens": p.skip_tokens, "tie_break": p.tie_break,
         "all_pruned": p.all_pruned, "samples": sample_summary(samples), "rows": offline.rows,
-        "paper_threshold": offline.paper_rows, "online": online, "summary": summary, "frontier": offline.frontier})
+        "paper_threshold": offline.paper_rows, "signals": offline.signals, "online": online, "summary": summary,
+        "frontier": offline.frontier})
     per_question_table(samples["test"], offline, p, setup.rm_seeds).to_csv(run.path("per_question.csv"))
     result.figures = save_figures(run, result, scores, p)
     return result
@@ -820,6 +866,17 @@ def statistics_table(rows: list[dict]):
                     "p (kept vs pruned)": r["ttest_kept_vs_pruned"]["p"],
                     "p (vote, paired)": r["paired_vote_ttest"]["p"]})
     return pd.DataFrame(out).set_index(["method", "rm_seed"])
+
+
+def signal_table(signals: list[dict]):
+    """AUROC for correctness of what each pruning method thresholds (its minimum after k tokens) and of its last
+    value, pooled and within questions, per rm seed (DataFrame)."""
+    import pandas as pd
+
+    df = pd.DataFrame(signals).set_index(["method", "rm_seed"])
+    return df.rename(columns={"min_auroc": "AUROC min", "min_auroc_within_question": "AUROC min (within q)",
+                              "last_auroc": "AUROC last", "last_auroc_within_question": "AUROC last (within q)",
+                              "argmin_position": "min at (fraction)"})
 
 
 def online_table(online: list[dict]):

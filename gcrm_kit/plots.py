@@ -371,7 +371,8 @@ def filtering_frontier(frontier: list[dict], rows: list[dict], split: str = "tes
             x, _ = _mean_std([100 * f["share_tokens_saved"] for f in at])
             y, e = _mean_std([f["accuracy"] for f in at])
             xs.append(x), ys.append(y), es.append(e)
-        fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": es, "thickness": 1}, mode="lines+markers",
+        fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": es, "thickness": 1},
+                                 mode="lines+markers",
                                  name=m, line={"color": METHOD_COLORS.get(m)}, legendgroup=m,
                                  hovertext=[f"grid quantile {q}" for q in qs]))
         chosen = [r for r in rows if r["method"] == m]

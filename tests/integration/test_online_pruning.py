@@ -110,3 +110,30 @@ def test_cut_scorer_prunes_where_told(models, full):
         if u in cuts:  # chunk size 1: nothing is generated past the cut
             assert len(gen.response_ids[u]) == cuts[u] + 1
     assert gen.scorer_tokens == 0
+
+
+def test_offline_filtering_runs_on_a_file_of_generation_records(models, tmp_path):
+    """The offline path needs only generation records (prompt, response, is_correct, answer), as at full scale."""
+    from gcrm_kit.data import load_jsonl, save_jsonl
+    from gcrm_kit.filtering import evaluate_offline, split_generations
+    from gcrm_kit.params import FilteringParams, from_dict
+
+    _, tokenizer, rm, goal = models
+    rng = np.random.default_rng(0)
+    recs = []
+    for q in range(8):
+        for j in range(4):
+            a = int(rng.integers(3))
+            recs.append(GenerationRecord(f"{q}+{q}?", f"{q}+{q}={a};A:{a}", a == 0, str(a)))
+    path = save_jsonl(recs, tmp_path / "gen.jsonl")
+    p = from_dict(FilteringParams, {"generations": str(path), "n_validation_questions": 4, "n_test_questions": 0,
+                                    "threshold_quantiles": [0.0, 0.5, 1.0], "random_repeats": 2, "skip_tokens": 2})
+    raw = split_generations(p, load_jsonl(path, GenerationRecord))
+    samples = {s: make_sample_set(s, raw[s], tokenizer) for s in ("validation", "test")}
+    scores = {(w, 0): {s: score_sample_set(rm, tokenizer, goal, ss) for s, ss in samples.items()}
+              for w in ("goal", "baseline")}
+    off = evaluate_offline(p, samples, scores, [0])
+    methods = {r["method"] for r in off.rows}
+    assert {"majority", "q_goal", "token_reward_baseline", "random", "best_of_n_goal", "weighted_goal"} <= methods
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in off.rows)
+    assert len(off.frontier) == 4 * 2 * 3 + 3

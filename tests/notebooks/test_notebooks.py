@@ -130,6 +130,8 @@ def _check_filtering(metrics, run):
             # a sample pruned at token t generated t + 1 tokens: never more than all of them
             assert r["tokens_generated"] <= r["tokens_total"]
     assert {f["set"] for f in metrics["frontier"]} == {"validation", "test"}
+    assert {s["method"] for s in metrics["signals"]} == {"q_goal", "q_baseline", "token_reward_goal",
+                                                         "token_reward_baseline"}
     online = {r["method"]: r for r in metrics["online"]}
     assert {"generate_all", "none", "q_goal", "random"} <= set(online)
     for m in ("q_goal", "q_baseline", "random"):

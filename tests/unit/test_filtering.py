@@ -198,3 +198,14 @@ def test_per_sample_gumbel_samples_the_softmax():
     prob = torch.softmax(logits / T, -1).double().numpy()[:4]
     chi2 = stats.chisquare(freq[:4], prob / prob.sum() * freq[:4].sum())
     assert chi2.pvalue > 1e-3 and freq[4] == 0
+
+
+def test_within_question_auroc_compares_samples_of_one_question(two_questions):
+    from gcrm_kit.filtering import min_after, within_question_auroc
+
+    ss = two_questions  # correct: q0 samples 0, 2; q1 sample 4
+    x = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    # q0: both correct above both wrong (4 wins of 4); q1: the correct one below all three wrong (0 of 3)
+    assert within_question_auroc(ss, x) == 4 / 7
+    scores = np.array([[0.0, 5.0, 1.0, np.nan], [9.0, 9.0, 9.0, 9.0]])
+    assert min_after(scores, 1).tolist() == [1.0, 9.0] and min_after(scores, 3).tolist() == [np.inf, 9.0]
