@@ -155,13 +155,20 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     acc = {s: float(np.mean([r.is_correct for r in recs])) for s, recs in eval_records.items()}
     acc["pairs_samples_id"] = float(np.mean([r.is_correct for r in pair_records]))
     stats.update(train_pairs=len(train), heldout_pairs=len(held))
-    run.write_json("policy_accuracy.json", acc)
-    run.write_json("pair_stats.json", stats)
-    save_jsonl(train, run.path("data", "train_pairs.jsonl"))
-    save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
-    for split, recs in eval_records.items():  # what later notebooks score, kept with the run that scored it
+    return save_world(run, ToyWorld(policy_dir, eval_records, train, held, stats, acc))
+
+
+def save_world(run: Run, world: ToyWorld) -> ToyWorld:
+    """Write what a world is made of into the run folder (policy_accuracy.json, pair_stats.json, data/train_pairs,
+    heldout_pairs and eval_<split>.jsonl: what later notebooks score, kept with the run that scored it).
+    Returns `world`."""
+    run.write_json("policy_accuracy.json", world.policy_accuracy)
+    run.write_json("pair_stats.json", world.pair_stats)
+    save_jsonl(world.train_pairs, run.path("data", "train_pairs.jsonl"))
+    save_jsonl(world.heldout_pairs, run.path("data", "heldout_pairs.jsonl"))
+    for split, recs in world.eval_records.items():
         save_jsonl(recs, run.path("data", f"eval_{split}.jsonl"))
-    return ToyWorld(policy_dir, eval_records, train, held, stats, acc)
+    return world
 
 
 def build_world(p: RMTrainingParams, run: Run) -> ToyWorld:
@@ -202,13 +209,7 @@ def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
         eval_records[name] = recs
     stats = {"train_pairs": len(train), "heldout_pairs": len(held), "source": d.train.source}
     acc = {name: float(np.mean([r.is_correct for r in recs])) for name, recs in eval_records.items()}
-    run.write_json("policy_accuracy.json", acc)
-    run.write_json("pair_stats.json", stats)
-    save_jsonl(train, run.path("data", "train_pairs.jsonl"))
-    save_jsonl(held, run.path("data", "heldout_pairs.jsonl"))
-    for split, recs in eval_records.items():  # what later notebooks score, kept with the run that scored it
-        save_jsonl(recs, run.path("data", f"eval_{split}.jsonl"))
-    return ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc)
+    return save_world(run, ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc))
 
 
 # ------------------------------------------------------------------------------------------------ training

@@ -72,3 +72,16 @@ def test_every_notebook_has_toy_and_smoke_params():
 def test_to_dict_round_trip():
     p = from_dict(RMTrainingParams, {"seed": 4, "contrastive": {"goal_range": [0.5, 1.0]}})
     assert from_dict(RMTrainingParams, to_dict(p)) == p
+
+
+def test_params_class_names_are_unique():
+    """A second class of the same name would silently replace the first in gcrm_kit.params (and in every
+    notebook's params that nest it)."""
+    import ast
+    import collections
+
+    import gcrm_kit.params as params
+
+    tree = ast.parse(Path(params.__file__).read_text())
+    names = collections.Counter(n.name for n in tree.body if isinstance(n, ast.ClassDef))
+    assert [n for n, k in names.items() if k > 1] == []
