@@ -462,7 +462,8 @@ class OnlineParams:
     batch_size: int = 256
     """rows generated together; pruned and finished rows leave the batch between chunks"""
     repeats: int = 3
-    """timed repetitions of every online run (the median is reported; runs are interleaved across methods)"""
+    """timed repetitions of every online run (the fastest is reported, all are kept; runs are interleaved across
+    methods)"""
 
 
 @dataclass
