@@ -270,6 +270,10 @@ class RMTrainingParams:
     train_pair_counts: list[int] = field(default_factory=list)
     """also train every reward model on the first N training pairs for each N here (nested subsets, same for
     every model) to trace AUROC against the amount of preference data; empty: all pairs only"""
+    subset_schedule: Literal["same_steps", "same_epochs"] = "same_steps"
+    """how long a model trained on a subset of `train_pair_counts` trains: `same_steps` as many optimiser steps as
+    on all pairs (epochs scaled by all/N: scarce data seen many times, where regularisers should matter);
+    `same_epochs` the epochs of `training` (fewer steps: small subsets stay near their initialisation)"""
     training: RewardTrainingParams = field(default_factory=RewardTrainingParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
     model: ModelParams = field(default_factory=ModelParams)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -481,9 +481,10 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
     counts = sorted({n for n in p.train_pair_counts if n < len(world.train_pairs)})
     for n in counts + [None]:
         pairs = world.train_pairs if n is None else world.train_pairs[:n]
+        pn = subset_params(p, len(pairs), len(world.train_pairs))
         for spec in p.reward_models:
             for rm_seed in p.rm_seeds:
-                d = train_one_reward_model(p, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed, n), pairs)
+                d = train_one_reward_model(pn, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed, n), pairs)
                 if n is None:
                     dirs.setdefault(spec.name, []).append(d)
                 m = evaluate_reward_model(d, world, p.evaluation.batch_size, device=eval_device(p))
@@ -497,6 +498,15 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
                                     "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
                                     "rows": rows, "summary": summary, "data_size_curve": curve})
     return result
+
+
+def subset_params(p: RMTrainingParams, n_pairs: int, n_all: int) -> RMTrainingParams:
+    """The params a model trained on `n_pairs` of the `n_all` training pairs trains with: under
+    `subset_schedule: same_steps` its epochs are scaled by n_all / n_pairs, so it takes as many optimiser steps
+    as a model trained on all pairs; otherwise `p` itself."""
+    if p.subset_schedule != "same_steps" or n_pairs >= n_all:
+        return p
+    return replace(p, training=replace(p.training, epochs=p.training.epochs * n_all / n_pairs))
 
 
 def data_size_curve(rows: list[dict], splits: list[str]) -> list[dict]:

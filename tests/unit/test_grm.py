@@ -29,3 +29,16 @@ def test_regularisers_by_hand():
         grm_regulariser("dpo", lc, lr, n)
     with pytest.raises(ValueError, match="unknown GRM"):
         grm_regulariser("kl", lc, lr, n)
+
+
+def test_subsets_train_for_as_many_steps_as_all_pairs_under_same_steps():
+    from gcrm_kit.params import RMTrainingParams, from_dict
+    from gcrm_kit.rm_training import subset_params
+
+    p = from_dict(RMTrainingParams, {"train_pair_counts": [100], "training": {"epochs": 2.0, "batch_size": 32}})
+    sub = subset_params(p, 100, 2893)
+    assert sub.training.epochs == 2.0 * 2893 / 100 and sub.training.batch_size == 32
+    assert math.isclose(sub.training.epochs * 100 / 32, p.training.epochs * 2893 / 32)  # same number of steps
+    assert subset_params(p, 2893, 2893) is p
+    same_epochs = from_dict(RMTrainingParams, {"subset_schedule": "same_epochs"})
+    assert subset_params(same_epochs, 100, 2893) is same_epochs
