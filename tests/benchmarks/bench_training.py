@@ -16,8 +16,9 @@ per configuration: median and quartiles of step times, pairs/s and tokens/s at t
 tokens of chosen + rejected), and the peak resident set size above the process's size before `train()` (CPU) or
 the peak allocated by torch (CUDA). Ratios are to TRL on the same size.
 
-The contrastive overhead is also measured paired, in one process on one model: forward + backward of the same
-batch, alternating lambda = 0 and lambda = 0.5 step by step, so machine load affects both alike.
+The two targets (the kit's baseline at least as fast as TRL; the contrastive term under 5% of a step) are also
+measured paired, in one process: forward + backward of the same batch on the same weights, TRL's loss, the kit's
+with lambda = 0 and with lambda = 0.5 taking turns, so machine load affects all of them alike.
 
     python tests/benchmarks/bench_training.py                                  # toy + two larger sizes
     python tests/benchmarks/bench_training.py --sizes toy --steps 5 --warmup 1 --trainers trl,kit_baseline
@@ -211,32 +212,46 @@ def measure(trainer: str, cfg: dict) -> dict:
             "peak_kind": "cuda allocated" if cuda else "peak RSS rise during train() (sampled)"}
 
 
-def contrastive_overhead(cfg: dict) -> dict:
-    """Paired measurement on one model and one batch: forward + backward of the kit's loss with lambda = 0 and
-    lambda = 0.5, alternating, `cfg["steps"]` of each after `cfg["warmup"]` of each. Returns both spreads and the
-    overhead (median lambda=0.5 time / median lambda=0 time - 1)."""
+def paired_loss_times(cfg: dict, with_trl: bool) -> dict:
+    """Paired measurement in one process, on one batch and identical initial weights: forward + backward of TRL's
+    loss (when `with_trl`), of the kit's loss with lambda = 0 and with lambda = 0.5, taking turns step by step
+    (`cfg["warmup"]` untimed turns, then `cfg["steps"]` timed ones), so machine load hits all of them alike. No
+    optimiser step: the weights stay put, so every turn does the same work. Returns spreads of the seconds per
+    variant, `contrastive_overhead` (median lambda=0.5 / median lambda=0 - 1) and `kit_vs_trl` (median kit lambda=0
+    / median TRL; below 1: the kit is faster)."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
 
     torch.set_num_threads(cfg["threads"])
     with tempfile.TemporaryDirectory() as out_dir:
-        tr, _ = make_trainer("kit_contrastive", cfg, out_dir)
-        batch = next(iter(tr.get_train_dataloader()))
-        model = tr.model.train()
-        times = {0.0: [], 0.5: []}
+        kit, _ = make_trainer("kit_contrastive", cfg, out_dir)
+        variants = [("kit_baseline", kit, 0.0), ("kit_contrastive", kit, 0.5)]
+        batches = {"kit": next(iter(kit.get_train_dataloader()))}
+        if with_trl:
+            trl, _ = make_trainer("trl", cfg, out_dir)
+            batches["trl"] = next(iter(trl.get_train_dataloader()))
+            if not torch.equal(batches["trl"]["input_ids"], batches["kit"]["input_ids"]):
+                raise RuntimeError("TRL and the kit drew different first batches; the comparison would not be paired")
+            variants.insert(0, ("trl", trl, None))
+        times = {name: [] for name, _, _ in variants}
         for i in range(cfg["warmup"] + cfg["steps"]):
-            for lam in (0.0, 0.5):
-                tr.contrastive_weight = lam
+            for name, tr, lam in variants:
+                if lam is not None:
+                    tr.contrastive_weight = lam
+                model = tr.model.train()
                 model.zero_grad(set_to_none=True)
+                batch = dict(batches["trl" if name == "trl" else "kit"])
                 t0 = time.perf_counter()
                 tr.compute_loss(model, batch).backward()
                 if cfg["device"].startswith("cuda"):
                     torch.cuda.synchronize()
                 if i >= cfg["warmup"]:
-                    times[lam].append(time.perf_counter() - t0)
-    base, con = spread(times[0.0]), spread(times[0.5])
-    return {"size": cfg["size"], "baseline_seconds": base, "contrastive_seconds": con,
-            "overhead": con["median"] / base["median"] - 1}
+                    times[name].append(time.perf_counter() - t0)
+    out = {"size": cfg["size"], "steps": cfg["steps"], **{f"{k}_seconds": spread(v) for k, v in times.items()}}
+    med = {k: out[f"{k}_seconds"]["median"] for k in times}
+    out["contrastive_overhead"] = med["kit_contrastive"] / med["kit_baseline"] - 1
+    out["kit_vs_trl"] = med["kit_baseline"] / med["trl"] if with_trl else None
+    return out
 
 
 def _child(fn_name: str, args: tuple, queue):
@@ -274,11 +289,12 @@ def available_trainers(names: list[str]) -> tuple[list[str], str]:
 
 def run(sizes: list[str], trainers: list[str], batch_size: int = 32, steps: int = 10, warmup: int = 3,
         threads: int = 1, n_pairs: int = 512, max_length: int = 128, seed: int = 0, device: str = "cpu",
-        overhead_steps: int = 20, in_process: bool = False) -> dict:
+        paired_steps: int = 20, in_process: bool = False) -> dict:
     """Measure every (size, trainer) and the paired contrastive overhead per size. Returns a JSON-able dict with
-    `config`, `rows` (one per size and trainer, with ratios to TRL) and `contrastive_overhead` (one per size)."""
+    `config`, `rows` (one per size and trainer, with ratios to TRL) and `paired` (`paired_loss_times`, one per
+    size)."""
     trainers, note = available_trainers(trainers)
-    rows, overhead = [], []
+    rows, paired = [], []
     for size in sizes:
         cfg = dict(size=size, batch_size=batch_size, steps=steps, warmup=warmup, threads=threads, n_pairs=n_pairs,
                    max_length=max_length, seed=seed, device=device)
@@ -297,16 +313,18 @@ def run(sizes: list[str], trainers: list[str], batch_size: int = 32, steps: int 
             r["step_time_vs_kit_baseline"] = (r["step_seconds"]["median"] / base["step_seconds"]["median"]
                                               if base else None)
             rows.append(r)
-        if "kit_contrastive" in trainers and overhead_steps > 0:
-            o = run_isolated("contrastive_overhead", {**cfg, "steps": overhead_steps}, in_process=in_process)
-            print(f"[bench] {size:7s} contrastive overhead (paired, forward+backward): {100 * o['overhead']:.1f}%",
-                  flush=True)
-            overhead.append(o)
+        if paired_steps > 0:
+            o = run_isolated("paired_loss_times", {**cfg, "steps": paired_steps}, "trl" in trainers,
+                             in_process=in_process)
+            vs = "" if o["kit_vs_trl"] is None else f", kit lambda=0 / TRL {o['kit_vs_trl']:.3f}"
+            print(f"[bench] {size:7s} paired forward+backward: contrastive overhead "
+                  f"{100 * o['contrastive_overhead']:+.1f}%{vs}", flush=True)
+            paired.append(o)
     config = {"sizes": {s: SIZES[s] for s in sizes}, "size_fields": "(hidden, layers, heads, intermediate)",
               "batch_size_pairs": batch_size, "timed_steps": steps, "warmup_steps": warmup, "threads": threads,
               "n_pairs": n_pairs, "max_length": max_length, "seed": seed, "device": device,
               "machine": machine(threads, device), "isolated_processes": not in_process, "note": note}
-    return {"config": config, "rows": rows, "contrastive_overhead": overhead}
+    return {"config": config, "rows": rows, "paired": paired}
 
 
 def markdown(res: dict) -> str:
@@ -325,13 +343,16 @@ def markdown(res: dict) -> str:
         lines.append(f"| {r['size']} | {r['trainer']} | {s['median']:.4f} [{s['q1']:.4f}, {s['q3']:.4f}] | "
                      f"{r['pairs_per_s']:.1f} | {r['tokens_per_s']:.0f} | {f(r['speed_vs_trl'])} | "
                      f"{f(r['step_time_vs_kit_baseline'])} | {r['peak_mib']:.0f} | {f(r['memory_vs_trl'])} |")
-    if res["contrastive_overhead"]:
-        lines += ["", "Contrastive term, paired (forward + backward of one batch, lambda 0 and 0.5 alternating):", "",
-                  "| size | lambda=0 s [q1, q3] | lambda=0.5 s [q1, q3] | overhead |", "|---|---|---|---|"]
-        for o in res["contrastive_overhead"]:
-            b, k = o["baseline_seconds"], o["contrastive_seconds"]
-            lines.append(f"| {o['size']} | {b['median']:.4f} [{b['q1']:.4f}, {b['q3']:.4f}] | {k['median']:.4f} "
-                         f"[{k['q1']:.4f}, {k['q3']:.4f}] | {100 * o['overhead']:+.1f}% |")
+    if res["paired"]:
+        q = lambda s: "-" if s is None else f"{s['median']:.4f} [{s['q1']:.4f}, {s['q3']:.4f}]"  # noqa: E731
+        lines += ["", "Paired: forward + backward of one batch, the variants taking turns on the same weights "
+                  f"({res['paired'][0]['steps']} turns each):", "",
+                  "| size | TRL s | kit lambda=0 s | kit lambda=0.5 s | kit lambda=0 / TRL | contrastive overhead |",
+                  "|---|---|---|---|---|---|"]
+        for o in res["paired"]:
+            lines.append(f"| {o['size']} | {q(o.get('trl_seconds'))} | {q(o['kit_baseline_seconds'])} | "
+                         f"{q(o['kit_contrastive_seconds'])} | {f(o['kit_vs_trl'], 3)} | "
+                         f"{100 * o['contrastive_overhead']:+.1f}% |")
     return "\n".join(lines) + "\n"
 
 
@@ -341,7 +362,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="pairs per step (2x sequences)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    ap.add_argument("--overhead-steps", type=int, default=20, help="paired contrastive steps of each kind (0: skip)")
+    ap.add_argument("--paired-steps", type=int, default=20,
+                    help="paired forward+backward turns of each variant (TRL, kit lambda 0, kit lambda 0.5; 0: skip)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-pairs", type=int, default=512)
     ap.add_argument("--max-length", type=int, default=128)
@@ -351,7 +373,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run_from_args(args) -> dict:
     return run(args.sizes.split(","), args.trainers.split(","), args.batch_size, args.steps, args.warmup,
-               args.threads, args.n_pairs, args.max_length, 0, args.device, args.overhead_steps, args.in_process)
+               args.threads, args.n_pairs, args.max_length, 0, args.device, args.paired_steps, args.in_process)
 
 
 def main(argv=None) -> dict:
