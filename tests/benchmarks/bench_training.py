@@ -13,8 +13,10 @@ maximum length, optimiser, learning-rate schedule, number of steps and thread co
 Each (size, trainer) runs in its own fresh process: `warmup` steps, then `steps` timed steps. A step's time is the
 wall-clock between consecutive `on_step_end` callbacks (data loading, forward, backward, optimiser step). Reported
 per configuration: median and quartiles of step times, pairs/s and tokens/s at the median (tokens: real, non-pad
-tokens of chosen + rejected), and the peak resident set size above the process's size before `train()` (CPU) or
-the peak allocated by torch (CUDA). Ratios are to TRL on the same size.
+tokens of chosen + rejected), and peak memory: on CPU the peak resident set size above the process's size before
+`train()` (`peak_mib`: optimiser states, lazily set-up machinery, activations) and above its size after the warm-up
+steps (`peak_steps_mib`: what a step adds: activations, gradients), on CUDA the peak allocated by torch. Ratios are
+to TRL on the same size.
 
 The two targets (the kit's baseline at least as fast as TRL; the contrastive term under 5% of a step) are also
 measured paired, in one process: forward + backward of the same batch on the same weights, TRL's loss, the kit's
@@ -113,21 +115,27 @@ class CountingCollator:
         return b
 
 
-def _step_timer():
+def _step_timer(warmup: int, rss: RssSampler):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall-clock between consecutive step ends (the first step is timed from the start of training)."""
+        """Wall-clock between consecutive step ends (the first step is timed from the start of training). At the
+        end of the warm-up steps the RSS sampler's size at entry and peak so far are kept (`train_start`,
+        `warmup_peak`, bytes) and it starts over, to measure the timed steps alone."""
 
         def __init__(self):
             self.ends: list[float] = []
             self.start = None
+            self.train_start = self.warmup_peak = None
 
         def on_train_begin(self, args, state, control, **kw):
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             self.ends.append(time.perf_counter())
+            if state.global_step == warmup:
+                self.train_start, self.warmup_peak = rss.start, rss.peak
+                rss.reset()
 
         def step_times(self) -> list[float]:
             marks = [self.start, *self.ends]
@@ -192,24 +200,30 @@ def measure(trainer: str, cfg: dict) -> dict:
     torch.set_num_threads(cfg["threads"])
     with tempfile.TemporaryDirectory() as out_dir:
         tr, collator = make_trainer(trainer, cfg, out_dir)
-        timer = _step_timer()
+        rss = RssSampler()
+        timer = _step_timer(cfg["warmup"], rss)
         tr.add_callback(timer)
         cuda = cfg["device"].startswith("cuda")
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        with RssSampler() as rss:
+        with rss:
             tr.train()
-        peak = (torch.cuda.max_memory_allocated() - base) if cuda else rss.peak_rise
+        if cuda:
+            peak = peak_steps = torch.cuda.max_memory_allocated() - base
+        else:
+            start = rss.start if timer.train_start is None else timer.train_start
+            peak, peak_steps = max(rss.peak, timer.warmup_peak or 0) - start, rss.peak_rise
     times = timer.step_times()[cfg["warmup"]:]
     s = spread(times)
     tokens_per_pair = sum(collator.tokens) / (len(collator.tokens) * cfg["batch_size"])
     pairs_per_s = cfg["batch_size"] / s["median"]
     return {"trainer": trainer, "size": cfg["size"], "step_seconds": s, "all_step_seconds": times,
             "pairs_per_s": pairs_per_s, "tokens_per_s": pairs_per_s * tokens_per_pair,
-            "tokens_per_pair": tokens_per_pair, "peak_mib": peak / 2 ** 20,
-            "peak_kind": "cuda allocated" if cuda else "peak RSS rise during train() (sampled)"}
+            "tokens_per_pair": tokens_per_pair, "peak_mib": peak / 2 ** 20, "peak_steps_mib": peak_steps / 2 ** 20,
+            "peak_kind": "cuda allocated" if cuda else "peak RSS (sampled) above the size before train() (peak_mib) "
+                                                       "and above the size after the warm-up steps (peak_steps_mib)"}
 
 
 def paired_loss_times(cfg: dict, with_trl: bool) -> dict:
@@ -335,14 +349,15 @@ def markdown(res: dict) -> str:
              f"{c['size_fields']}: " + ", ".join(f"{k} {tuple(v)}" for k, v in c["sizes"].items()) + ".",
              "" if not c.get("note") else f"\n{c['note']}\n", "",
              "| size | trainer | step s (median [q1, q3]) | pairs/s | tokens/s | speed vs TRL | step vs kit baseline "
-             "| peak MiB | memory vs TRL |",
+             "| peak MiB (train / step) | memory vs TRL |",
              "|---|---|---|---|---|---|---|---|---|"]
     f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"  # noqa: E731
     for r in res["rows"]:
         s = r["step_seconds"]
         lines.append(f"| {r['size']} | {r['trainer']} | {s['median']:.4f} [{s['q1']:.4f}, {s['q3']:.4f}] | "
                      f"{r['pairs_per_s']:.1f} | {r['tokens_per_s']:.0f} | {f(r['speed_vs_trl'])} | "
-                     f"{f(r['step_time_vs_kit_baseline'])} | {r['peak_mib']:.0f} | {f(r['memory_vs_trl'])} |")
+                     f"{f(r['step_time_vs_kit_baseline'])} | {r['peak_mib']:.0f} / {r['peak_steps_mib']:.0f} | "
+                     f"{f(r['memory_vs_trl'])} |")
     if res["paired"]:
         q = lambda s: "-" if s is None else f"{s['median']:.4f} [{s['q1']:.4f}, {s['q3']:.4f}]"  # noqa: E731
         lines += ["", "Paired: forward + backward of one batch, the variants taking turns on the same weights "

@@ -35,6 +35,10 @@ class RssSampler:
             self.peak = max(self.peak, self._proc.memory_info().rss)
             time.sleep(0.001)
 
+    def reset(self) -> None:
+        """Start over from now: `start` and `peak` become the current size (to measure a later phase alone)."""
+        self.start = self.peak = self._proc.memory_info().rss
+
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
