@@ -1,7 +1,7 @@
 """The benchmark suite in one command (not collected by pytest): every benchmark of this folder, one report.
 
     python tests/benchmarks/bench_suite.py --rm-run outputs/01_rm_training/toy/<run>     # everything (~15 min)
-    python tests/benchmarks/bench_suite.py                                # no finished 01 run: parts that need one skipped
+    python tests/benchmarks/bench_suite.py            # without a finished 01 run: the parts that need one are skipped
     python tests/benchmarks/bench_suite.py --quick                        # minutes: fewer steps, sizes and repeats
     python tests/benchmarks/bench_suite.py --only training,scoring --sizes toy,toy_x2,toy_x4 --threads 2
     make bench RM_RUN=outputs/01_rm_training/toy/<run>
@@ -82,15 +82,17 @@ def part_pruning(args, out: Path) -> dict:
     import bench_online_pruning
 
     argv = ["--rm-run", args.rm_run, "--questions", str(args.pruning_questions), "--n", "8", "--chunks", "4,16",
-            "--prune-shares", "0.5", "--repeats", str(args.repeats), "--out", str(out / "pruning.json")]
+            "--prune-shares", "0.5", "--repeats", str(args.repeats), "--device", args.device,
+            "--out", str(out / "pruning.json")]
     res = bench_online_pruning.main(argv)
     md = (f"{res['env']['samples']} samples ({args.pruning_questions} questions x 8), median of {args.repeats} "
           f"interleaved repeats, {res['env']['torch_threads']} thread(s), reward model of {args.rm_run}.\n\n"
-          "| config | chunk | share pruned | policy tokens saved | seconds | vs generate_all |\n|---|---|---|---|---|---|\n")
+          "| config | chunk | share pruned | policy tokens saved | seconds | time vs generate_all |\n"
+          "|---|---|---|---|---|---|\n")
     for r in res["rows"]:
-        md += (f"| {r['config']} | {r['chunk']} | {100 * r['share_pruned']:.0f}% | {100 * r['share_tokens_saved']:.0f}% "
-               f"| {r['seconds']:.2f} (min {min(r['seconds_all']):.2f}, max {max(r['seconds_all']):.2f}) "
-               f"| {1 - r['share_seconds_saved_vs_generate_all']:.2f}x |\n")
+        md += (f"| {r['config']} | {r['chunk']} | {100 * r['share_pruned']:.0f}% | "
+               f"{100 * r['share_tokens_saved']:.0f}% | {r['seconds']:.2f} (min {min(r['seconds_all']):.2f}, "
+               f"max {max(r['seconds_all']):.2f}) | {1 - r['share_seconds_saved_vs_generate_all']:.2f}x |\n")
     return {"results": res, "markdown": md}
 
 
@@ -101,12 +103,14 @@ def part_steering(args, out: Path) -> dict:
     bench_steering.main(["--rm-run", args.rm_run, "--n-prompts", str(args.steering_prompts), "--repeats",
                          str(args.repeats), "--device", args.device, "--out", str(path)])
     res = json.loads(path.read_text())
-    md = (f"{res['n_prompts']} prompts, {res['repeats']} repeats (median, min-max), {res['torch_threads']} thread(s), "
-          f"reward model {res['reward_model']}; best-of-N with N = {res['best_of_n']} (matched policy tokens).\n\n"
-          "| method | seconds | min-max | vs plain | policy tokens/prompt | RM tokens/prompt |\n|---|---|---|---|---|---|\n")
+    md = (f"{res['n_prompts']} prompts, {res['repeats']} repeats (median, min-max), {res['torch_threads']} "
+          f"thread(s), reward model {res['reward_model']}; best-of-N with N = {res['best_of_n']} (matched policy "
+          "tokens).\n\n| method | seconds | min-max | vs plain | policy tokens/prompt | RM tokens/prompt |\n"
+          "|---|---|---|---|---|---|\n")
     for name, r in res["methods"].items():
         md += (f"| {name} | {r['seconds_median']:.2f} | {r['seconds_min']:.2f}-{r['seconds_max']:.2f} | "
-               f"{r['seconds_vs_plain']:.2f}x | {r['policy_tokens_per_prompt']:.1f} | {r['rm_tokens_per_prompt']:.1f} |\n")
+               f"{r['seconds_vs_plain']:.2f}x | {r['policy_tokens_per_prompt']:.1f} | "
+               f"{r['rm_tokens_per_prompt']:.1f} |\n")
     return {"results": res, "markdown": md}
 
 
@@ -221,6 +225,9 @@ def main(argv=None) -> Path:
         raise SystemExit(f"unknown part(s) {unknown}; choose from {PARTS}")
     if args.rm_run:
         args.rm_run = str(Path(args.rm_run).expanduser().resolve())
+    import torch
+
+    torch.set_num_threads(args.threads)  # the parts run here (scoring, pruning, steering) use the same count
     run_dir = make_run_dir(args.output_root, args.name)
     print(f"[bench] writing to {run_dir}", flush=True)
     from gcrm_kit.runs import atomic_write_json, atomic_write_text
