@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PARAMS ?= toy
 
-.PHONY: setup toy test test-distributed lab check clean-venv
+.PHONY: setup toy test test-distributed bench lab check clean-venv
 
 # Install the kit with its notebook, test and scale extras. torch is pinned (pyproject.toml) and installed first so
 # a CPU machine takes its CPU build instead of the CUDA wheels. deepspeed is built from source against that torch
@@ -28,6 +28,15 @@ test: setup
 
 test-distributed: setup
 	$(BIN)/python -m pytest -q -m distributed
+
+# The benchmark suite (about 15 minutes on a 2-core CPU): installs the "bench" extra (TRL), writes results.json and
+# results.md to a new folder under outputs/benchmarks/. RM_RUN=<a finished 01_rm_training run> adds the pruning and
+# steering benchmarks; BENCH_ARGS passes more options (python tests/benchmarks/bench_suite.py --help).
+RM_RUN ?=
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python tests/benchmarks/bench_suite.py $(if $(RM_RUN),--rm-run $(RM_RUN)) $(BENCH_ARGS)
 
 # Validate every params file.
 check: setup

@@ -32,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import RssSampler  # noqa: E402
 
 SIZES = {  # random-weight Llama reward models (hidden, layers, heads, intermediate)
     "toy": (128, 4, 4, 512),
@@ -123,38 +126,6 @@ def prefix_rescoring(model, tok, prompts, responses, proto, batch_size):
 
 
 METHODS = {"one_pass": one_pass, "prefix_rescoring": prefix_rescoring}
-
-
-class RssSampler:
-    """Samples this process's resident set size every millisecond in a thread; `peak_rise` (bytes) is the highest
-    sample above the size at entry."""
-
-    def __enter__(self):
-        import threading
-
-        import psutil
-
-        self._proc = psutil.Process()
-        self.start = self._proc.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def peak_rise(self) -> int:
-        return self.peak - self.start
 
 
 def _measure(method: str, args, queue):

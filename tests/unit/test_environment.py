@@ -17,7 +17,8 @@ def _norm(req: str) -> tuple[str, str]:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    want = dict(_norm(r) for r in project["dependencies"] + extras["lab"] + extras["dev"] + extras["scale"])
+    want = dict(_norm(r) for r in project["dependencies"] + extras["lab"] + extras["dev"] + extras["scale"]
+                + extras["bench"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     got = dict(_norm(r) for r in pip if not r.startswith("-e"))
