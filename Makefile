@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml
 toy: setup
 	$(BIN)/gcrm run all --params $(PARAMS)
 
-# The test suite (what CI runs). `make test-distributed` runs only the multi-process tests.
+# The test suite (what CI runs). It adds the "bench" extra (TRL) so the benchmark harness's comparison is tested
+# too. `make test-distributed` runs only the multi-process tests.
 test: setup
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python -m pytest -q
 
 test-distributed: setup
