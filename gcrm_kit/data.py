@@ -162,21 +162,31 @@ def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> tup
     return out, report
 
 
+def pad_ids(seqs: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token-id lists into (ids, attention_mask), both (B, T) long with T the longest; `side` "left" puts the
+    padding first (as generation wants), "right" last."""
+    T = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for i, x in enumerate(seqs):
+        off = 0 if side == "right" else T - len(x)
+        ids[i, off:off + len(x)] = torch.tensor(x, dtype=torch.long)
+        att[i, off:off + len(x)] = 1
+    return ids, att
+
+
 def pad_batch(seqs: list[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
     """Pad encoded sequences into tensors.
 
     Returns input_ids, attention_mask, response_mask (1 on response tokens and EOS), all (B, T) long, and
     position_ids (B, T) counted over real tokens only, so a sequence's positions do not depend on padding side.
     """
-    T = max(len(s.input_ids) for s in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    att = torch.zeros((len(seqs), T), dtype=torch.long)
-    resp = torch.zeros((len(seqs), T), dtype=torch.long)
+    ids, att = pad_ids([s.input_ids for s in seqs], pad_id, side)
+    T = ids.shape[1]
+    resp = torch.zeros_like(ids)
     for i, s in enumerate(seqs):
         n = len(s.input_ids)
         off = 0 if side == "right" else T - n
-        ids[i, off:off + n] = torch.tensor(s.input_ids)
-        att[i, off:off + n] = 1
         resp[i, off + s.response_start:off + n] = 1
     pos = (att.cumsum(-1) - 1).clamp(min=0)
     return {"input_ids": ids, "attention_mask": att, "response_mask": resp, "position_ids": pos}

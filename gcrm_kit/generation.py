@@ -11,6 +11,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
+from .data import pad_ids
+
 
 @torch.no_grad()
 def sample_responses(
@@ -42,12 +44,7 @@ def sample_responses(
     for start in tqdm(range(0, len(flat), batch_size), desc=desc, leave=False):
         chunk = flat[start:start + batch_size]
         enc = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for _, p in chunk]
-        T = max(len(e) for e in enc)
-        ids = torch.full((len(enc), T), tokenizer.pad_token_id, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for j, e in enumerate(enc):
-            ids[j, T - len(e):] = torch.tensor(e)
-            att[j, T - len(e):] = 1
+        ids, att = pad_ids(enc, tokenizer.pad_token_id, side="left")
         gen_kwargs = dict(
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
@@ -59,7 +56,7 @@ def sample_responses(
         else:
             gen_kwargs.update(do_sample=False)
         seqs = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device), **gen_kwargs)
-        texts = tokenizer.batch_decode(seqs[:, T:], skip_special_tokens=True)
+        texts = tokenizer.batch_decode(seqs[:, ids.shape[1]:], skip_special_tokens=True)
         for (i, _), t in zip(chunk, texts):
             out[i].append(t)
     return out
@@ -311,13 +308,8 @@ def generate_pruned(
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False):
         rows = order[start:start + batch_size]
         enc = [bos + tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in rows]
-        T0 = max(len(e) for e in enc)
-        ids = torch.full((len(enc), T0), pad, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for j, e in enumerate(enc):
-            ids[j, T0 - len(e):] = torch.tensor(e)
-            att[j, T0 - len(e):] = 1
-        ids, att = ids.to(device), att.to(device)
+        ids, att = pad_ids(enc, pad, side="left")
+        ids, att, T0 = ids.to(device), att.to(device), ids.shape[1]  # T0: the padded prompt width
         alive = torch.tensor(rows, dtype=torch.long)  # input index of each live row
         row_uids = torch.tensor([uids[i] for i in rows], dtype=torch.long)
         cache = DynamicCache(config=policy.config)

@@ -111,19 +111,11 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
     cache beside that run; sampled again only if the cache is gone). Writes inputs.json into `run`."""
     from transformers import AutoTokenizer
 
-    from .rm_training import load_rm_run, resolve_rm_run
+    from .rm_training import resolve_rm_run, select_reward_models
 
     rm_dir = Path(resolve_rm_run(p.rm_run, p.rm_params, p.output_root)).resolve()
-    p01, dirs = load_rm_run(rm_dir)
-    names = p.reward_models or list(dirs)
-    unknown = [n for n in names if n not in dirs]
-    if unknown:
-        raise ValueError(f"reward_models {unknown} are not in {rm_dir}; it has {list(dirs)}")
-    seeds = p.rm_seeds or list(p01.rm_seeds)
-    missing = [s for s in seeds if s not in p01.rm_seeds]
-    if missing:
-        raise ValueError(f"rm_seeds {missing} were not trained in {rm_dir}; it has {p01.rm_seeds}")
-    model_dirs = {n: [dirs[n][p01.rm_seeds.index(s)] for s in seeds] for n in names}
+    p01, seeds, model_dirs = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
+    names = list(model_dirs)
     for ds in model_dirs.values():
         for d in ds:
             if not (d / "config.json").is_file():

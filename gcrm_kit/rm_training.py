@@ -635,6 +635,23 @@ def resolve_rm_run(rm_run: str, rm_params: str, output_root: str = "outputs") ->
     return train_reward_models(p).run_dir
 
 
+def select_reward_models(rm_dir: Path, names: list[str], seeds: list[int]
+                         ) -> tuple[RMTrainingParams, list[int], dict[str, list[Path]]]:
+    """The reward models `names` (empty: all) of rm seeds `seeds` (empty: all) of the finished 01 run `rm_dir`.
+    Returns (that run's params, the seeds, {name: [model dir per seed]}); a ValueError names the run and what it
+    has when a name or seed is not in it."""
+    p01, dirs = load_rm_run(rm_dir)
+    names = list(names) or list(dirs)
+    unknown = [n for n in names if n not in dirs]
+    if unknown:
+        raise ValueError(f"reward_models {unknown} are not in {rm_dir}; it has {list(dirs)}")
+    seeds = list(seeds) or list(p01.rm_seeds)
+    missing = [s for s in seeds if s not in p01.rm_seeds]
+    if missing:
+        raise ValueError(f"rm_seeds {missing} were not trained in {rm_dir}; it has {p01.rm_seeds}")
+    return p01, seeds, {n: [dirs[n][p01.rm_seeds.index(s)] for s in seeds] for n in names}
+
+
 def load_rm_run(run_dir: Path):
     """(params, {reward_model name: [model dirs, one per rm seed]}) of a finished notebook-01 run folder."""
     from .params import from_dict

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from .data import encode, pad_batch
+from .data import encode, pad_batch, pad_ids
 from .models import backbone_of, reward_forward
 
 log = logging.getLogger(__name__)
@@ -144,12 +144,7 @@ def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int
     stops = step_stop_ids(tokenizer, step_end)
     counts = [n] * len(prefixes) if isinstance(n, int) else list(n)
     prefixes = [p for p, k in zip(prefixes, counts) for _ in range(k)]
-    T = max(len(p) for p in prefixes)
-    ids = torch.full((len(prefixes), T), tokenizer.pad_token_id, dtype=torch.long)
-    att = torch.zeros_like(ids)
-    for j, p in enumerate(prefixes):
-        ids[j, T - len(p):] = torch.tensor(p)
-        att[j, T - len(p):] = 1
+    ids, att = pad_ids(prefixes, tokenizer.pad_token_id, side="left")
     kw = dict(max_new_tokens=max_step_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
               suppress_tokens=suppress_ids or None, output_logits=True,
               return_dict_in_generate=True)
@@ -159,7 +154,7 @@ def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int
         kw.update(do_sample=False)
     dev = policy.device
     out = policy.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), **kw)
-    gen = out.sequences[:, T:].cpu()
+    gen = out.sequences[:, ids.shape[1]:].cpu()
     logp = torch.stack([F.log_softmax(lg.float(), -1) for lg in out.logits], 1).cpu()  # (B*n, S, V)
     tok_logp = logp.gather(-1, gen[:, :logp.shape[1]].unsqueeze(-1)).squeeze(-1)
     steps = []
@@ -216,12 +211,7 @@ class ContextScorer:
         """Encode the prompts (BOS + prompt ids), one row each."""
         if not self.use_cache:
             return RMState([list(p) for p in prefixes])
-        L = max(len(p) for p in prefixes)
-        ids = torch.full((len(prefixes), L), self._pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, p in enumerate(prefixes):
-            ids[j, :len(p)] = torch.tensor(p)
-            mask[j, :len(p)] = 1
+        ids, mask = pad_ids(prefixes, self._pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         dev = self.device
         out = self.body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
@@ -256,12 +246,8 @@ class ContextScorer:
             in_step = (pos >= (lens - step_lens)[:, None]) & (pos < lens[:, None])
             return self._pool(out.hidden, in_step, lens - 1), out.rewards, RMState(new_ids)
         rix = torch.tensor(rows, device=dev)
-        S = max(len(s) for s in steps)
-        ids = torch.full((len(steps), S), self._pad_id, dtype=torch.long)
-        smask = torch.zeros_like(ids)
-        for j, s in enumerate(steps):
-            ids[j, :len(s)] = torch.tensor(s)
-            smask[j, :len(s)] = 1
+        ids, smask = pad_ids(steps, self._pad_id)
+        S = ids.shape[1]
         ids, smask = ids.to(dev), smask.to(dev)
         cache = _select_cache(state.cache, rix, self.model.config)
         mask = torch.cat([state.mask[rix], smask], dim=1)
@@ -729,19 +715,12 @@ def prepare(p, run) -> SteeringSetup:
     (questions of `p.split` not among the RM run's pairs) and collect the labelled examples. Writes
     prompts.json and setup.json into the run folder."""
     from .data import PreferencePair, load_jsonl
-    from .rm_training import load_rm_run, resolve_rm_run
+    from .rm_training import resolve_rm_run, select_reward_models
     from .toyworld import SPLITS, sample_problem
 
     rm_dir = resolve_rm_run(p.rm_run, p.rm_params, p.output_root)
-    rp, dirs = load_rm_run(rm_dir)
-    unknown = [n for n in p.reward_models if n not in dirs]
-    if unknown:
-        raise ValueError(f"reward_models: {unknown} not in the RM run {rm_dir} (it has {sorted(dirs)})")
-    seeds = p.rm_seeds or list(rp.rm_seeds)
-    missing = [s for s in seeds if s not in rp.rm_seeds]
-    if missing:
-        raise ValueError(f"rm_seeds: {missing} not trained in the RM run {rm_dir} (it has {rp.rm_seeds})")
-    model_dirs = {n: [(s, dict(zip(rp.rm_seeds, dirs[n]))[s]) for s in seeds] for n in p.reward_models}
+    rp, seeds, chosen = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
+    model_dirs = {n: list(zip(seeds, ds)) for n, ds in chosen.items()}
     policies = {json.loads((d / "rm_spec.json").read_text())["policy_dir"] for ds in model_dirs.values()
                 for _, d in ds}
     if len(policies) != 1:
