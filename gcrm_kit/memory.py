@@ -6,6 +6,9 @@ processes as ZeRO partitions them (stage 2: gradients and optimizer states; stag
 activations after Korthikanti et al. (2022), "Reducing Activation Recomputation in Large Transformer Models":
 about 34 * s * b * h bytes per layer in 16 bits without recomputation (attention scores are not kept with
 flash-attention), about 2 * s * b * h per layer plus one layer's worth with gradient checkpointing.
+With GRM the language-model head (vocab x hidden) rides on the reward model (trained in a full fine-tune,
+frozen under LoRA), its logits add 2 * b * s * vocab float32 values, and the DPO variant's frozen reference
+adds a second copy of the policy's weights (partitioned like the reward model's under ZeRO-3).
 It is an estimate to catch an impossible configuration early, not a measurement.
 """
 
@@ -64,18 +67,29 @@ def lora_parameters(cfg: dict, lora) -> int:
     return per_layer * cfg.get("num_hidden_layers", 0) + h  # + the score head
 
 
-def estimate_memory(p, backbone_dir: str | Path) -> tuple[MemoryEstimate, str]:
+def estimate_memory(p, backbone_dir: str | Path, spec=None) -> tuple[MemoryEstimate, str]:
     """Estimate per-device memory for training a reward model with params `p` (RMTrainingParams-like) from
-    `backbone_dir`. Returns (estimate, a one-line description of the mode)."""
+    `backbone_dir`, with the regularisers of `spec` (RewardModelSpec; None: plain BT). Returns (estimate, a
+    one-line description of the mode)."""
     n, cfg = count_parameters(backbone_dir)
     bf16 = p.model.dtype == "bfloat16"
     stage = _zero_stage(p.distributed.deepspeed)
     world = p.distributed.n_processes
+    vocab_h = cfg.get("vocab_size", 0) * cfg.get("hidden_size", 0)
+    grm = spec is not None and spec.grm_weight > 0
     if p.quant.load_in_4bit:
-        w_bytes = 0.5 * n + 2 * cfg.get("vocab_size", 0) * cfg.get("hidden_size", 0)  # embeddings stay 16-bit
+        w_bytes = 0.5 * n + 2 * vocab_h  # embeddings stay 16-bit
     else:
         w_bytes = (2 if bf16 else 4) * n
     trained = lora_parameters(cfg, p.lora) if p.lora.enabled else n
+    if grm:
+        head_bytes = (2 if bf16 or p.quant.load_in_4bit else 4) * vocab_h
+        if spec.grm_regulariser == "dpo":
+            w_bytes = 2 * w_bytes + head_bytes  # the reference: the same backbone plus its LM head
+        w_bytes += head_bytes
+        n += vocab_h
+        if not p.lora.enabled:
+            trained += vocab_h
     grad_bytes = (2 if bf16 and not p.lora.enabled else 4) * trained
     opt_bytes = (12 if bf16 and not p.lora.enabled else 8) * trained
     if stage >= 3:
@@ -93,11 +107,15 @@ def estimate_memory(p, backbone_dir: str | Path) -> tuple[MemoryEstimate, str]:
         act = width * (2 * sbh * layers + 34 * sbh)
     else:
         act = width * 34 * sbh * layers
+    if grm:
+        act += 4 * 2 * p.training.batch_size * p.training.max_length * cfg.get("vocab_size", 0)
     mode = ", ".join(filter(None, [
         "4-bit" if p.quant.load_in_4bit else ("bf16" if bf16 else "float32"),
         f"LoRA r={p.lora.r}" if p.lora.enabled else "full fine-tune",
         f"ZeRO-{stage} over {world} processes" if stage else (f"{world} processes" if world > 1 else "1 process"),
         "gradient checkpointing" if p.model.gradient_checkpointing else "",
+        f"GRM-{spec.grm_regulariser}" + (" with a frozen reference" if spec.grm_regulariser == "dpo" else "")
+        if grm else "",
         f"{p.training.batch_size} pairs x {p.training.max_length} tokens per device"]))
     return MemoryEstimate(n, trained, w_bytes, grad_bytes, opt_bytes, act), mode
 

@@ -75,18 +75,10 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
     the model partitioned and initialises the missing head with its parameters gathered (rank 0's values).
     """
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-    kwargs = {}
     if model_params is not None:
         set_pad_token(tokenizer, model_params.pad_token)
-        if model_params.dtype != "float32":
-            kwargs["dtype"] = _dtype(model_params.dtype)
-        attn = resolve_attn_implementation(model_params.attn_implementation)
-        if attn:
-            kwargs["attn_implementation"] = attn
     check_tokenizer(tokenizer)
-    if quant is not None and quant.load_in_4bit:
-        kwargs["quantization_config"] = bnb_config(quant)
-        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
+    kwargs = _load_kwargs(model_params, quant)
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation is part of the reward model's seed
     # The load report would flag the policy's LM head as unexpected and the score head as missing: both are
@@ -113,6 +105,32 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
             task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules), modules_to_save=["score"]))
     return model, tokenizer
+
+
+def _load_kwargs(model_params=None, quant=None) -> dict:
+    """`from_pretrained` keyword arguments for the dtype and attention of `model_params` (ModelParams) and the
+    4-bit quantisation of `quant` (QuantParams); both None: none (a plain float32 model)."""
+    kwargs = {}
+    if model_params is not None:
+        if model_params.dtype != "float32":
+            kwargs["dtype"] = _dtype(model_params.dtype)
+        attn = resolve_attn_implementation(model_params.attn_implementation)
+        if attn:
+            kwargs["attn_implementation"] = attn
+    if quant is not None and quant.load_in_4bit:
+        kwargs["quantization_config"] = bnb_config(quant)
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
+    return kwargs
+
+
+def frozen_policy(policy_dir: str | Path, model_params=None, quant=None):
+    """The policy checkpoint as a frozen causal LM (eval mode, no gradients), loaded in the same dtype,
+    attention and quantisation as the reward model trained beside it (GRM's DPO reference and the source of its
+    LM head). Under DeepSpeed ZeRO-3 transformers builds it partitioned, like the reward model."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, **_load_kwargs(model_params, quant))
+    return model.eval().requires_grad_(False)
 
 
 def bnb_config(quant):

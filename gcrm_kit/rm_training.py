@@ -24,7 +24,7 @@ from .data import GenerationRecord, PairCollator, PreferencePair, encode_pairs, 
 from .generation import sample_responses
 from .launch import deepspeed_config_path, run_launched, write_job
 from .memory import estimate_memory
-from .models import load_reward_model, merge_adapter, reward_model_from_policy, score
+from .models import frozen_policy, load_reward_model, merge_adapter, reward_model_from_policy, score
 from .params import ModelParams, RMTrainingParams, RewardModelSpec, dump_yaml, to_dict
 from .qvalues import build_prototype
 from .runs import Run, atomic_write_json, atomic_write_text, cached, seed_everything, start_run, to_jsonable
@@ -320,9 +320,8 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
     if spec.grm_weight > 0:
         # GRM: the policy's LM head rides on the reward model's final states (frozen under LoRA, where the base
         # model stays untouched); the policy itself, frozen, is the DPO reference
-        reference = AutoModelForCausalLM.from_pretrained(policy_dir).eval().requires_grad_(False)
+        reference = frozen_policy(policy_dir, **(dict(model_params=p.model, quant=p.quant) if scale else {}))
         attach_lm_head(model, reference, trainable=not p.lora.enabled)
-        reference.to(next(model.parameters()).device)
     train_enc, skips = encode_pairs(tokenizer, train_pairs, t.max_length)
     if not train_enc:
         raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
@@ -418,7 +417,7 @@ def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardMod
     train_pairs = world.train_pairs if train_pairs is None else train_pairs
     out_dir.mkdir(parents=True, exist_ok=True)
     if p.model.backbone or p.distributed.n_processes > 1 or p.lora.enabled or p.quant.load_in_4bit:
-        est, mode = estimate_memory(p, world.policy_dir)
+        est, mode = estimate_memory(p, world.policy_dir, spec)
         print(est.describe(mode), flush=True)
     if p.distributed.n_processes > 1:
         if not (out_dir / "SAVED").is_file():

@@ -8,7 +8,9 @@ writes artifacts.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +43,20 @@ def finish_process_group() -> None:
         dist.destroy_process_group()
 
 
+def exit_now(code: int) -> None:
+    """Leave the process at once with `code`, skipping the interpreter's and the native libraries' teardown.
+    Used after a stage has finished and every artifact is written: that teardown (static destructors of the
+    collective and thread-pool libraries loaded by torch, DeepSpeed and datasets) has aborted a process that
+    had done all its work ("terminate called without an active exception", SIGABRT, no Python frame left),
+    which the launcher reports as a failed run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # a native crash in a launched process prints the Python stack of every thread into the run's log
+    faulthandler.enable()
     ap = argparse.ArgumentParser(prog="python -m gcrm_kit.stages", description=__doc__)
     ap.add_argument("job", help="job JSON written by gcrm_kit.launch.write_job")
     args, _ = ap.parse_known_args(argv)  # launchers may append their own flags (e.g. --local_rank)
@@ -54,4 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # main returns only after success; a failure raises and exits the ordinary way

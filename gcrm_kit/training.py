@@ -6,7 +6,9 @@ logging, progress bars and DeepSpeed all come from the `Trainer`.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
+from contextlib import nullcontext
 
 import torch
 from transformers import Trainer
@@ -40,7 +42,7 @@ class RewardTrainer(Trainer):
         self.spec = spec or RewardModelSpec()
         self.contrastive_weight = float(self.spec.contrastive_weight)
         self.grm_weight = float(self.spec.grm_weight)
-        self.reference = reference
+        self.reference = prepare_reference(reference, self.args) if reference is not None else None
         if self.grm_weight > 0 and getattr(self._unwrapped(), GRM_LM_HEAD, None) is None:
             raise ValueError("grm_weight > 0 needs a language-model head: call attach_lm_head(model, ...) first")
         if self.grm_weight > 0 and self.spec.grm_regulariser == "dpo" and reference is None:
@@ -118,7 +120,8 @@ def attach_lm_head(model, causal_lm, trainable: bool = True) -> torch.nn.Module:
     the saved reward model stays a plain sequence-classification checkpoint. Returns the head."""
     src = causal_lm.get_output_embeddings()
     head = torch.nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
-    head.load_state_dict(src.state_dict())
+    with gathered(src):  # under ZeRO-3 the causal LM was built partitioned: copy the full weights
+        head.load_state_dict(src.state_dict())
     head.to(device=next(model.parameters()).device, dtype=src.weight.dtype)
     head.requires_grad_(trainable)
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -133,3 +136,56 @@ def detach_lm_head(model) -> torch.nn.Module | None:
     if head is not None:
         delattr(target, GRM_LM_HEAD)
     return head
+
+
+def gathered(module: torch.nn.Module):
+    """A context in which `module`'s parameters hold their full values: DeepSpeed's GatheredParameters when ZeRO-3
+    has partitioned them (every process must enter it), otherwise nothing."""
+    params = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not params:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params)
+
+
+def prepare_reference(reference: torch.nn.Module, args) -> torch.nn.Module:
+    """GRM's frozen reference, ready for forward passes beside the model the Trainer trains with `args`. Under
+    DeepSpeed ZeRO-3 transformers built it partitioned (each process holds 1/N of it, as of the reward model), so
+    it gets a DeepSpeed engine of its own, without an optimiser, whose hooks gather each layer's weights for its
+    forward; the config is the training run's (`args`'s resolved DeepSpeed config) less the optimiser parts. A
+    4-bit model stays where it was loaded; any other goes to the training device."""
+    if not any(hasattr(p, "ds_id") for p in reference.parameters()):
+        if getattr(reference, "is_loaded_in_4bit", False) or getattr(reference, "hf_device_map", None):
+            return reference
+        return reference.to(args.device)
+    import deepspeed
+
+    cfg = copy.deepcopy(args.hf_deepspeed_config.config)
+    for key in ("optimizer", "scheduler"):
+        cfg.pop(key, None)
+    zero = cfg.setdefault("zero_optimization", {})
+    zero.pop("offload_optimizer", None)
+    h = reference.config.hidden_size
+    # the sizes transformers fills from the trained model's hidden size when training starts (same rule)
+    for key, value in {"reduce_bucket_size": h * h, "stage3_prefetch_bucket_size": int(0.9 * h * h),
+                       "stage3_param_persistence_threshold": 10 * h}.items():
+        if zero.get(key) == "auto":
+            zero[key] = value
+    left = [k for k, v in _flatten(cfg).items() if v == "auto"]
+    if left:
+        raise ValueError(f"DeepSpeed config {args.deepspeed}: 'auto' left for GRM's reference model at {left}; "
+                         "give these keys values")
+    engine, *_ = deepspeed.initialize(model=reference, config=cfg)
+    engine.eval()  # DeepSpeedEngine.eval returns None, not the engine
+    return engine
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -3,6 +3,7 @@ A run killed mid-way resumes from its last checkpoint; the checkpoint saved unde
 with plain transformers in one process and gives the rewards the trained, partitioned model gave."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,36 @@ def test_zero3_two_processes_kill_resume_and_reload(tiny_policy_dir, tmp_path, m
     # the head was trained: it moved away from its initialisation
     init, _ = reward_model_from_policy(tiny_policy_dir, seed=0)
     assert not torch.allclose(init.score.weight, model.score.weight)
+
+
+def test_zero3_grm_with_contrastive_trains_and_saves_full_lm_head(tiny_policy_dir, tmp_path):
+    """GRM-DPO with the contrastive term under ZeRO-3: the frozen reference stays whole in every process (it is
+    not the engine's model), the LM head companion is gathered to its full size, the checkpoint stays plain."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from gcrm_kit.params import RMTrainingParams, RewardModelSpec, from_dict
+    from gcrm_kit.rm_training import train_one_reward_model
+
+    p = from_dict(RMTrainingParams, {
+        "contrastive": {"n_positive": 4, "n_negative": 4},
+        "training": {"batch_size": 2, "epochs": 1, "logging_steps": 1, "learning_rate": 1e-3},
+        "distributed": {"n_processes": 2, "launcher": "torchrun", "deepspeed": "zero3"}})
+    out = tmp_path / "rm"
+    spec = RewardModelSpec("grm", contrastive_weight=0.5, grm_weight=0.1, grm_regulariser="dpo")
+    train_one_reward_model(p, _world(tiny_policy_dir), spec, 0, out)
+    log = json.loads((out / "training_log.json").read_text())
+    steps = [h for h in log if "bt_loss" in h]
+    assert [h["step"] for h in steps] == [1, 2, 3, 4]
+    assert all("grm_loss" in h and "contrastive_loss" in h for h in steps)
+    # before the first update the reward model's states and LM head are the reference's: DPO's margin is 0 and
+    # its loss log 2; a reference or head that lost weights to the partitioning would give something else
+    assert steps[0]["grm_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    head = load_file(str(out / "grm_lm_head.safetensors"))["weight"]
+    policy = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    assert head.shape == policy.lm_head.weight.shape
+    assert not torch.allclose(head, policy.lm_head.weight)  # trained (full fine-tune), not a copy left as it was
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert not any("grm" in k for k in model.state_dict())
+    check = json.loads((out / "checkpoint_check.json").read_text())
+    assert check["ok"]

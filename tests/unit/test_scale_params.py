@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gcrm_kit.params import ParamsError, RMTrainingParams, from_dict
+from gcrm_kit.params import ParamsError, RMTrainingParams, RewardModelSpec, from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +74,13 @@ def test_memory_estimate_divides_by_zero_stage(tiny_policy_dir):
     assert z3.weights == pytest.approx(one.weights / 4) and z3.optimizer == pytest.approx(one.optimizer / 4)
     lora, _ = estimate_memory(from_dict(RMTrainingParams, {"lora": {"enabled": True, "r": 2}}), tiny_policy_dir)
     assert lora.n_trainable < one.n_trainable and lora.optimizer < one.optimizer
+    # GRM: the LM head (vocab x hidden) is trained too; DPO's reference doubles the weights held
+    cfg = json.loads((tiny_policy_dir / "config.json").read_text())
+    vocab_h = cfg["vocab_size"] * cfg["hidden_size"]
+    sft, mode = estimate_memory(RMTrainingParams(), tiny_policy_dir, RewardModelSpec("g", 0.0, 0.1, "sft"))
+    assert "GRM-sft" in mode and sft.n_trainable == one.n_trainable + vocab_h
+    dpo, mode = estimate_memory(RMTrainingParams(), tiny_policy_dir, RewardModelSpec("g", 0.0, 0.1, "dpo"))
+    assert "frozen reference" in mode and dpo.weights == pytest.approx(2 * one.weights + 2 * 4 * vocab_h)
 
 
 def test_failure_excerpt_keeps_the_workers_error_not_only_the_launchers_summary():
