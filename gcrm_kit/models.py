@@ -107,9 +107,10 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
     return model, tokenizer
 
 
-def _load_kwargs(model_params=None, quant=None) -> dict:
+def _load_kwargs(model_params=None, quant=None, head: str = "score") -> dict:
     """`from_pretrained` keyword arguments for the dtype and attention of `model_params` (ModelParams) and the
-    4-bit quantisation of `quant` (QuantParams); both None: none (a plain float32 model)."""
+    4-bit quantisation of `quant` (QuantParams), which leaves the output layer `head` in full precision; both
+    None: none (a plain float32 model)."""
     kwargs = {}
     if model_params is not None:
         if model_params.dtype != "float32":
@@ -118,7 +119,7 @@ def _load_kwargs(model_params=None, quant=None) -> dict:
         if attn:
             kwargs["attn_implementation"] = attn
     if quant is not None and quant.load_in_4bit:
-        kwargs["quantization_config"] = bnb_config(quant)
+        kwargs["quantization_config"] = bnb_config(quant, head)
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
     return kwargs
 
@@ -129,17 +130,19 @@ def frozen_policy(policy_dir: str | Path, model_params=None, quant=None):
     LM head). Under DeepSpeed ZeRO-3 transformers builds it partitioned, like the reward model."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, **_load_kwargs(model_params, quant))
+    # in 4 bits the LM head stays in full precision: GRM trains a copy of it and reads the reference's logits
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, **_load_kwargs(model_params, quant, head="lm_head"))
     return model.eval().requires_grad_(False)
 
 
-def bnb_config(quant):
-    """bitsandbytes 4-bit config from QuantParams; the `score` head is never quantised."""
+def bnb_config(quant, head: str = "score"):
+    """bitsandbytes 4-bit config from QuantParams; the output layer `head` (the reward model's `score`, a causal
+    LM's `lm_head`) is never quantised."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.quant_type,
                               bnb_4bit_use_double_quant=quant.double_quant,
-                              bnb_4bit_compute_dtype=_dtype(quant.compute_dtype), llm_int8_skip_modules=["score"])
+                              bnb_4bit_compute_dtype=_dtype(quant.compute_dtype), llm_int8_skip_modules=[head])
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_dir: str | Path, model_params=None,

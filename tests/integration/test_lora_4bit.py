@@ -3,6 +3,7 @@ scalar head trained in full and saved with the adapter; the merged checkpoint ke
 and the merged model give the rewards the trained model gave."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -115,9 +116,13 @@ def test_4bit_backbone_is_nf4_and_head_is_not_quantised(policy64):
     assert not isinstance(base.score.original_module, bnb.nn.Linear4bit)
 
 
-def test_lora_with_grm_keeps_the_lm_head_untouched(policy64, tmp_path):
-    """GRM under LoRA: the LM head rides along frozen (only adapters and the reward head train), the regulariser
-    is logged, and the saved head equals the policy's."""
+@pytest.mark.parametrize("quant", [False, True], ids=["lora", "4bit_lora"])
+def test_lora_with_grm_keeps_the_lm_head_untouched(policy64, tmp_path, quant):
+    """GRM under LoRA (and 4 bits, where the DPO reference is loaded in 4 bits too): the LM head rides along
+    frozen (only adapters and the reward head train), the regulariser is logged, and the saved head equals the
+    policy's."""
+    if quant:
+        pytest.importorskip("bitsandbytes")
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
@@ -125,8 +130,12 @@ def test_lora_with_grm_keeps_the_lm_head_untouched(policy64, tmp_path):
     from gcrm_kit.rm_training import train_one_reward_model
 
     spec = RewardModelSpec("grm", contrastive_weight=0.5, grm_weight=0.1, grm_regulariser="dpo")
-    out = train_one_reward_model(_params(False), _world(policy64), spec, 0, tmp_path / "rm")
+    out = train_one_reward_model(_params(quant), _world(policy64), spec, 0, tmp_path / "rm")
     log = json.loads((out / "training_log.json").read_text())
-    assert [h for h in log if "grm_loss" in h]
+    steps = [h for h in log if "grm_loss" in h]
+    assert steps
+    # LoRA starts as the identity and the frozen head is the policy's: at the first step the reward model's
+    # log-probs equal the reference's, so DPO's loss is log 2 (in 4 bits within the kernels' rounding)
+    assert steps[0]["grm_loss"] == pytest.approx(math.log(2), abs=1e-3 if quant else 1e-5)
     head = load_file(str(out / "grm_lm_head.safetensors"))["weight"]
     assert torch.equal(head, AutoModelForCausalLM.from_pretrained(policy64).lm_head.weight.detach())
