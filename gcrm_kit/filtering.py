@@ -153,6 +153,8 @@ def toy_questions(p: FilteringParams, exclude: set[str]):
     `exclude` (the reward models' training and held-out pairs)."""
     from .toyworld import SPLITS, sample_problem
 
+    if p.split not in SPLITS:
+        raise ValueError(f"split {p.split!r} is not a toy-world split; known: {sorted(SPLITS)}")
     rng = np.random.default_rng([p.seed, 3, sum(map(ord, p.split))])
     want = p.n_validation_questions + p.n_test_questions
     seen, out = set(exclude), []
@@ -212,6 +214,59 @@ def sample_toy(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[str
     return {s: [r for r in records if r.meta["set"] == s] for s in SETS}
 
 
+def sample_real(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[str, list[GenerationRecord]]:
+    """N samples per validation and test question of a real-data notebook-01 run's evaluation set `p.split`: its
+    questions (prompts as rendered for the policy) and reference answers come from the run's
+    data/eval_<split>.jsonl, the samples from the run's policy at `p.temperature`, and each is labelled by
+    extracting its final answer and comparing it with the reference (real_data.extract_answer, answers_match).
+    Questions are drawn with `p.seed`; cached by the params that produce them. Meta as `sample_toy`'s, with the
+    reference instead of a first wrong step."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .generation import sample_responses
+    from .real_data import answers_match, extract_answer
+
+    path = setup.run_dir / "data" / f"eval_{p.split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the notebook-01 run has no evaluation set {p.split!r}; its sets: "
+                                f"{sorted(setup.rm_params.data.eval_sets)}")
+    references: dict[str, str] = {}
+    for r in load_jsonl(path, GenerationRecord):
+        if r.meta.get("reference") is None:
+            raise ValueError(f"{path}: the records of {p.split!r} carry no reference answer (meta.reference): "
+                             "sampling needs a question-answer set (gsm8k, math, svamp, qa, ...)")
+        references.setdefault(r.prompt, str(r.meta["reference"]))
+    want = p.n_validation_questions + p.n_test_questions
+    if len(references) < want:
+        raise ValueError(f"{path}: {len(references)} questions; n_validation_questions + n_test_questions = {want}")
+    prompts = list(references)
+    order = np.random.default_rng([p.seed, 5]).permutation(len(prompts))[:want]
+    chosen = [prompts[i] for i in order]
+    key = {"artifact": "filtering_samples_real", "version": 1, "policy_dir": str(setup.policy_dir),
+           "questions": params_hash(chosen), "n": p.samples_per_question, "temperature": p.temperature,
+           "max_new_tokens": p.max_new_tokens, "seed": p.seed}
+
+    def build(d: Path) -> None:
+        policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir, dtype="auto").to(device())
+        tokenizer = AutoTokenizer.from_pretrained(setup.model_dirs["goal"][0])  # the policy's, pad token set
+        N = p.samples_per_question
+        outs = sample_responses(policy, tokenizer, chosen, n=N, temperature=p.temperature,
+                                max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, seed=p.seed)
+        records = []
+        for qid, (prompt, texts) in enumerate(zip(chosen, outs)):
+            for j, text in enumerate(texts):
+                answer = extract_answer(text)
+                records.append(GenerationRecord(
+                    prompt=prompt, response=text, is_correct=answers_match(answer, references[prompt]),
+                    answer=answer, meta={"set": "validation" if qid < p.n_validation_questions else "test",
+                                         "split": p.split, "question_id": qid, "sample_index": j,
+                                         "uid": qid * N + j, "reference": references[prompt]}))
+        save_jsonl(records, d / "records.jsonl")
+
+    records = load_jsonl(cached(cache_root, "filtering_samples", key, build) / "records.jsonl", GenerationRecord)
+    return {s: [r for r in records if r.meta["set"] == s] for s in SETS}
+
+
 def split_generations(p: FilteringParams, records: list[GenerationRecord]) -> dict[str, list[GenerationRecord]]:
     """Split a file's records by question (seeded shuffle): `n_validation_questions` for validation, then
     `n_test_questions` (0: all the rest) for test. Each record gets a uid (its index in the file)."""
@@ -229,13 +284,16 @@ def split_generations(p: FilteringParams, records: list[GenerationRecord]) -> di
 
 
 def build_samples(p: FilteringParams, run: Run, setup: RMSetup) -> dict[str, SampleSet]:
-    """The validation and test samples: sampled from the toy policy, or read from `p.generations`. Copies them
-    into the run folder (data/samples_<set>.jsonl)."""
+    """The validation and test samples: read from `p.generations`, or sampled from the notebook-01 run's policy
+    (the toy world's, or a real-data run's on its evaluation set `p.split`). Copies them into the run folder
+    (data/samples_<set>.jsonl)."""
     from transformers import AutoTokenizer
 
     if p.generations:
         path = Path(p.generations).expanduser()
         raw = split_generations(p, load_jsonl(path, GenerationRecord))
+    elif setup.rm_params.data.kind == "real":
+        raw = sample_real(p, setup, run.cache_root)
     else:
         raw = sample_toy(p, setup, run.cache_root)
     tokenizer = AutoTokenizer.from_pretrained(setup.model_dirs["goal"][0])
@@ -931,10 +989,11 @@ def filter_majority_vote(p: FilteringParams) -> FilteringResult:
     samples = build_samples(p, run, setup)
     scores = score_all(p, setup, samples)
     offline = evaluate_offline(p, samples, scores, setup.rm_seeds)
-    online = evaluate_online(p, setup, samples, offline) if online_possible(p) else []
+    online = evaluate_online(p, setup, samples, offline) if online_possible(p, setup) else []
     return finish(p, run, setup, samples, scores, offline, online)
 
 
-def online_possible(p: FilteringParams) -> bool:
-    """Online pruning needs the policy and a verifier for what it generates: the toy world, not `generations`."""
-    return p.online.enabled and not p.generations
+def online_possible(p: FilteringParams, setup: RMSetup) -> bool:
+    """Online pruning needs the policy and the toy world's verifier for what it generates: a toy-world run of
+    notebook 01 and no `generations` file."""
+    return p.online.enabled and not p.generations and setup.rm_params.data.kind == "toy"

@@ -459,7 +459,8 @@ class OnlineParams:
     """Online pruning: samples are stopped while they are being generated, and the real cost is measured."""
 
     enabled: bool = True
-    """run online pruning on the test questions (needs the policy: toy world only, not with `generations`)"""
+    """run online pruning on the test questions (needs the policy and the toy world's verifier: a toy-world
+    notebook-01 run, no `generations`)"""
     chunk_size: int = 8
     """tokens generated per `generate` call between two reward-model reads; a pruned sample wastes at most this
     many tokens, and smaller chunks cost more calls"""
@@ -498,7 +499,8 @@ class FilteringParams:
     """a JSONL file of generation records (data.GenerationRecord: prompt, response, is_correct, answer), several
     per prompt, to filter instead of sampling the toy world; online pruning is then skipped"""
     split: str = "id"
-    """toy-world split the questions are drawn from (toyworld.SPLITS)"""
+    """where the questions are drawn from: a toy-world split (toyworld.SPLITS), or, for a real-data notebook-01
+    run, one of its evaluation sets with reference answers (e.g. `gsm8k`)"""
     n_validation_questions: int = 300
     """questions on which each method's threshold is chosen"""
     n_test_questions: int = 300
@@ -538,16 +540,14 @@ class FilteringParams:
         return self.params_name
 
     def validate(self) -> None:
-        from .toyworld.problems import SPLITS
-
-        if self.split not in SPLITS:
-            raise ParamsError(f"split: unknown split {self.split!r}; known: {sorted(SPLITS)}")
+        if not self.split:
+            raise ParamsError("split: name a toy-world split, or an evaluation set of a real-data notebook-01 run")
         if self.samples_per_question < 1:
             raise ParamsError("samples_per_question must be >= 1")
         if self.n_validation_questions < 1 or self.n_test_questions < 0:
             raise ParamsError("n_validation_questions must be >= 1 and n_test_questions >= 0")
         if not self.generations and self.n_test_questions < 1:
-            raise ParamsError("n_test_questions must be >= 1 when sampling the toy world")
+            raise ParamsError("n_test_questions must be >= 1 when sampling the policy")
         if not self.threshold_quantiles or any(not 0.0 <= q <= 1.0 for q in self.threshold_quantiles):
             raise ParamsError(f"threshold_quantiles: need values in [0, 1], got {self.threshold_quantiles}")
         if self.skip_tokens < 0 or self.max_accuracy_drop < 0 or self.random_repeats < 1:

@@ -13,10 +13,15 @@ def _jsonl(path, rows):
     return str(path)
 
 
-def test_real_data_run_of_notebook_01(tiny_policy_dir, tmp_path):
+@pytest.fixture(scope="module")
+def real_rm_run(tiny_policy_dir, tmp_path_factory):
+    """Notebook 01 on real-data params: local JSONL files through the adapters. Returns (params, run, world,
+    result)."""
     from gcrm_kit.params import RMTrainingParams, from_dict
     from gcrm_kit.rm_training import build_world, train_and_evaluate
     from gcrm_kit.runs import start_run
+
+    tmp_path = tmp_path_factory.mktemp("real")
 
     pairs = [{"prompt": f"{i % 10}+1?", "chosen": f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
               "rejected": f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}"} for i in range(12)]
@@ -36,13 +41,68 @@ def test_real_data_run_of_notebook_01(tiny_policy_dir, tmp_path):
                                "bench": {"adapter": "qa", "source": _jsonl(tmp_path / "qa.jsonl", problems)}}}})
     run = start_run(p)
     world = build_world(p, run)
+    return p, run, world, train_and_evaluate(p, run, world)
+
+
+def test_real_data_run_of_notebook_01(real_rm_run):
+    p, run, world, result = real_rm_run
     assert len(world.train_pairs) == 12 and len(world.heldout_pairs) == 4
     assert set(world.eval_records) == {"labelled", "bench"} and len(world.eval_records["bench"]) == 4
     assert all(r.meta["reference"] == str(i) for i, r in enumerate(world.eval_records["bench"]))
-    result = train_and_evaluate(p, run, world)
     metrics = json.loads((run.dir / "metrics.json").read_text())
     assert {r["reward_model"] for r in metrics["rows"]} == {"baseline", "goal_conditioned"}
     for row in metrics["rows"]:
         assert 0 <= row["pairwise_accuracy"] <= 1 and set(row["auroc"]) == {"labelled", "bench"}
         assert 0 <= row["auroc"]["labelled"] <= 1
     assert result.summary[0]["auroc"].keys() == {"labelled", "bench"}
+
+
+def test_notebook_02_on_a_real_data_run(real_rm_run, tmp_path, monkeypatch):
+    """Notebook 02 (headless, as `gcrm run` runs it) on the real-data run's labelled evaluation set: no toy-world
+    step structure, so no first wrong step; everything else is computed."""
+    from gcrm_kit.cli import main
+    from gcrm_kit.runs import project_root
+
+    _, rm_run, _, _ = real_rm_run
+    params = tmp_path / "real.yaml"
+    params.write_text(f"params_name: real\noutput_root: {tmp_path}\nrm_run: {rm_run.dir}\nsplit: labelled\n"
+                      "n_samples: 0\nn_bootstrap: 20\nn_examples: 2\nprojection: {n_sequences: 8}\n")
+    monkeypatch.chdir(project_root())
+    assert main(["run", "02_representation_analysis", "--params", str(params), "--quiet"]) == 0
+    (run,) = (tmp_path / "02_representation_analysis" / "real").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["inputs"]["n_samples"] == 8 and set(metrics["partial_auroc"]) == {"baseline", "goal_conditioned"}
+    for by in metrics["partial_auroc"].values():
+        assert all(0.0 <= e["mean"] <= 1.0 for points in by.values() for e in points.values())
+    assert (run / "figures" / "mean_curves.html").is_file()
+
+
+def test_notebook_03_samples_a_real_data_runs_questions(real_rm_run, tmp_path, monkeypatch):
+    """Notebook 03 on the real-data run: N samples per question of its question-answer set `bench`, drawn from
+    the run's policy and labelled against the references; thresholds chosen on validation; online pruning skipped.
+    A set without references (`labelled`) is refused with its name."""
+    from gcrm_kit.cli import main
+    from gcrm_kit.data import GenerationRecord, load_jsonl
+    from gcrm_kit.real_data import answers_match, extract_answer
+    from gcrm_kit.runs import project_root
+
+    _, rm_run, _, _ = real_rm_run
+    monkeypatch.chdir(project_root())
+    base = (f"params_name: real\noutput_root: {tmp_path}\nrm_run: {rm_run.dir}\nn_validation_questions: 2\n"
+            "n_test_questions: 2\nsamples_per_question: 3\nmax_new_tokens: 8\nrandom_repeats: 2\nbatch_size: 16\n")
+    params = tmp_path / "real.yaml"
+    params.write_text(base + "split: bench\n")
+    assert main(["run", "03_filtering", "--params", str(params), "--quiet"]) == 0
+    (run,) = (tmp_path / "03_filtering" / "real").iterdir()
+    test = load_jsonl(run / "data" / "samples_test.jsonl", GenerationRecord)
+    val = load_jsonl(run / "data" / "samples_validation.jsonl", GenerationRecord)
+    assert len(test) == len(val) == 2 * 3 and not {r.prompt for r in test} & {r.prompt for r in val}
+    for r in test + val:  # the label is the reference check of the extracted answer
+        assert r.answer == extract_answer(r.response)
+        assert r.is_correct == answers_match(r.answer, r.meta["reference"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["online"] == [] and metrics["rows"]
+
+    params.write_text(base + "split: labelled\n")
+    with pytest.raises(Exception, match="no reference answer"):
+        main(["run", "03_filtering", "--params", str(params), "--quiet"])

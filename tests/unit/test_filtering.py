@@ -167,7 +167,12 @@ def test_split_generations_by_question(tokenizer):
 
 def test_filtering_params_validation():
     with pytest.raises(ParamsError, match="split"):
-        from_dict(FilteringParams, {"split": "nope"})
+        from_dict(FilteringParams, {"split": ""})
+    # any other name may be a real-data run's evaluation set: a toy run refuses it when it draws its questions
+    from gcrm_kit.filtering import toy_questions
+
+    with pytest.raises(ValueError, match="'nope' is not a toy-world split; known: .*'id'"):
+        toy_questions(from_dict(FilteringParams, {"split": "nope"}), set())
     with pytest.raises(ParamsError, match="threshold_quantiles"):
         from_dict(FilteringParams, {"threshold_quantiles": [1.5]})
     with pytest.raises(ParamsError, match="tie_break"):
