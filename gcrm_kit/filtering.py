@@ -40,9 +40,9 @@ from . import evaluation, plots
 from .data import Encoded, GenerationRecord, load_jsonl, pad_batch, save_jsonl
 from .generation import CutScorer, RewardModelScorer, first_below, generate_pruned
 from .models import load_reward_model, reward_forward
-from .params import FilteringParams, RMTrainingParams, to_dict
+from .params import FilteringParams, RMTrainingParams
 from .qvalues import Prototype, q_values
-from .rm_training import load_rm_run, resolve_rm_run
+from .rm_training import load_rm_run, policy_dir_of, resolve_rm_run
 from .runs import Run, cached, params_hash, seed_everything, start_run
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ def load_setup(p: FilteringParams) -> RMSetup:
         name = getattr(p, key)
         if name not in dirs:
             raise ValueError(f"{key}={name!r}: no such reward model in {run_dir}; it has {sorted(dirs)}")
-    spec = json.loads((dirs[p.goal_rm][0] / "rm_spec.json").read_text())
-    return RMSetup(run_dir, rm_p, Path(spec["policy_dir"]), list(rm_p.rm_seeds),
+    return RMSetup(run_dir, rm_p, policy_dir_of(dirs[p.goal_rm][0]), list(rm_p.rm_seeds),
                    {"goal": dirs[p.goal_rm], "baseline": dirs[p.baseline_rm]})
 
 
@@ -596,7 +595,7 @@ def evaluate_offline(p: FilteringParams, samples: dict[str, SampleSet],
                      scores: dict[tuple[str, int], dict[str, SampleScores]], rm_seeds: list[int]) -> OfflineResult:
     """Every method on the same samples, for every rm seed: threshold sweep on both sets, choice on validation,
     statistics on test."""
-    val, test = samples["validation"], samples["test"]
+    test = samples["test"]
     tb, ap, k = p.tie_break, p.all_pruned, p.skip_tokens
     all_kept = {s: np.full(len(ss.records), -1) for s, ss in samples.items()}
     unf = {s: evaluate_pruning(ss, all_kept[s], tb, ap) for s, ss in samples.items()}

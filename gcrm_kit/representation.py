@@ -16,7 +16,6 @@ an `Analysis`: the numbers (JSON-able, what metrics.json records) and a plotly f
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +110,7 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
     cache beside that run; sampled again only if the cache is gone). Writes inputs.json into `run`."""
     from transformers import AutoTokenizer
 
-    from .rm_training import resolve_rm_run, select_reward_models
+    from .rm_training import policy_dir_of, resolve_rm_run, select_reward_models
 
     rm_dir = Path(resolve_rm_run(p.rm_run, p.rm_params, p.output_root)).resolve()
     p01, seeds, model_dirs = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
@@ -121,7 +120,7 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
             if not (d / "config.json").is_file():
                 raise FileNotFoundError(f"{d}: no reward-model checkpoint (config.json) there")
     first = model_dirs[names[0]][0]
-    policy_dir = Path(json.loads((first / "rm_spec.json").read_text())["policy_dir"])
+    policy_dir = policy_dir_of(first)
     records = eval_records_of_run(rm_dir, p01, p.split, policy_dir)
     n_empty = sum(not r.response for r in records)
     records = [r for r in records if r.response]  # an empty response has no token to read a value at

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -301,6 +302,23 @@ PROBE_PAIRS = 4
 in one process: the two must agree (a ZeRO-3 save that lost weights would not)"""
 
 
+def _relative_to(path, start: Path) -> str | None:
+    """`path` relative to `start` when `path` is a local folder (None for a hub id)."""
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve()) if Path(path).is_dir() else None
+
+
+def policy_dir_of(model_dir: Path) -> Path:
+    """The policy the reward model in `model_dir` was trained from, as its rm_spec.json records it: an absolute
+    path, and one relative to `model_dir` that is used when the absolute one is gone (the outputs folder was moved,
+    or copied to another machine). A hub id comes back as it was written."""
+    spec = json.loads((Path(model_dir) / "rm_spec.json").read_text())
+    path = Path(spec["policy_dir"])
+    rel = spec.get("policy_dir_relative")
+    if not path.exists() and rel and (Path(model_dir) / rel).is_dir():
+        return (Path(model_dir) / rel).resolve()
+    return path
+
+
 def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[PreferencePair], spec: RewardModelSpec,
                      rm_seed: int, out_dir: Path) -> Path:
     """Train one reward model on `train_pairs` into `out_dir` (resuming from its checkpoints if any) and save it as
@@ -358,6 +376,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
     atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed, "n_train_pairs": len(train_pairs),
                                                  "contrastive": to_dict(p.contrastive),
                                                  "training": to_dict(t), "policy_dir": str(policy_dir),
+                                                 "policy_dir_relative": _relative_to(policy_dir, out_dir),
                                                  "model": to_dict(p.model), "lora": to_dict(p.lora),
                                                  "quant": to_dict(p.quant),
                                                  "distributed": to_dict(p.distributed)})

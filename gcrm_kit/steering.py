@@ -37,7 +37,6 @@ Attributes are scored by a judge: the toy world's exact scorers by default, or a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -715,14 +714,13 @@ def prepare(p, run) -> SteeringSetup:
     (questions of `p.split` not among the RM run's pairs) and collect the labelled examples. Writes
     prompts.json and setup.json into the run folder."""
     from .data import PreferencePair, load_jsonl
-    from .rm_training import resolve_rm_run, select_reward_models
+    from .rm_training import policy_dir_of, resolve_rm_run, select_reward_models
     from .toyworld import SPLITS, sample_problem
 
     rm_dir = resolve_rm_run(p.rm_run, p.rm_params, p.output_root)
     rp, seeds, chosen = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
     model_dirs = {n: list(zip(seeds, ds)) for n, ds in chosen.items()}
-    policies = {json.loads((d / "rm_spec.json").read_text())["policy_dir"] for ds in model_dirs.values()
-                for _, d in ds}
+    policies = {str(policy_dir_of(d)) for ds in model_dirs.values() for _, d in ds}
     if len(policies) != 1:
         raise ValueError(f"the reward models come from different policies: {sorted(policies)}")
     pairs = load_jsonl(rm_dir / "data" / "train_pairs.jsonl", PreferencePair)

@@ -22,7 +22,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +41,11 @@ def load_models(rm_run: str | None, device: str):
     from gcrm_kit.qvalues import Prototype
 
     if rm_run:
-        from gcrm_kit.rm_training import load_rm_run
+        from gcrm_kit.rm_training import load_rm_run, policy_dir_of
 
         _, dirs = load_rm_run(Path(rm_run))
         d = dirs["goal_conditioned"][0]
-        policy_dir = json.loads((d / "rm_spec.json").read_text())["policy_dir"]
+        policy_dir = str(policy_dir_of(d))
         rm, _ = load_reward_model(d)
         goal = Prototype.load(d, "correct").vector
     else:

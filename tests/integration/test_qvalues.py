@@ -7,7 +7,7 @@ import torch
 
 from gcrm_kit.data import encode, pad_batch
 from gcrm_kit.models import reward_forward, reward_model_from_policy
-from gcrm_kit.qvalues import (Prototype, build_prototype, build_prototypes, char_to_token, list_prototypes,
+from gcrm_kit.qvalues import (build_prototype, build_prototypes, char_to_token, list_prototypes,
                               load_prototypes, q_values, response_token_index, token_values)
 
 PROMPTS = ["1+2?", "3*4-1?", "7 plus 3 times 2?", "5-5?"]

@@ -95,3 +95,29 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
 
     atomic_write_text(tmp_path / "m.json", "{}")
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o666 & ~_UMASK
+
+
+def test_policy_dir_of_follows_a_moved_outputs_folder(tmp_path):
+    """rm_spec.json records the policy absolutely and relative to the reward model: after the outputs folder is
+    moved (or copied to another machine) the relative path finds the policy; a hub id is kept as written."""
+    import json
+    import shutil
+
+    from gcrm_kit.rm_training import _relative_to, policy_dir_of
+
+    old = tmp_path / "old" / "outputs"
+    policy, rm = old / "_cache" / "policy" / "abc", old / "01_rm_training" / "toy" / "run" / "reward_models" / "b"
+    policy.mkdir(parents=True)
+    rm.mkdir(parents=True)
+    (rm / "rm_spec.json").write_text(json.dumps({"policy_dir": str(policy),
+                                                 "policy_dir_relative": _relative_to(policy, rm)}))
+    assert policy_dir_of(rm) == policy
+    new = tmp_path / "elsewhere" / "outputs"
+    shutil.move(str(old), str(new))
+    moved = new / "01_rm_training" / "toy" / "run" / "reward_models" / "b"
+    assert policy_dir_of(moved) == (new / "_cache" / "policy" / "abc").resolve()
+    (rm.parent).mkdir(parents=True)
+    hub = rm.parent / "hub"
+    hub.mkdir()
+    (hub / "rm_spec.json").write_text(json.dumps({"policy_dir": "org/model", "policy_dir_relative": None}))
+    assert str(policy_dir_of(hub)) == "org/model" and _relative_to("org/model", hub) is None
