@@ -148,6 +148,13 @@ class EvaluationParams:
     """questions per split, one sampled solution each"""
     temperature: float = 1.0
     batch_size: int = 256
+    best_of_n: list[int] = field(default_factory=list)
+    """the n of the best-of-n curve (each reward model picks the highest-reward of n samples; the verifier checks
+    the pick); empty: not measured. Toy world only (it needs the verifier)"""
+    best_of_n_questions: int = 300
+    """questions of the best-of-n curve, max(best_of_n) samples each (those among the training pairs are left out)"""
+    best_of_n_split: str = "id"
+    """toy-world split of the best-of-n questions"""
 
 
 @dataclass
@@ -302,7 +309,13 @@ class RMTrainingParams:
         names = [r.name for r in self.reward_models]
         if not names or len(set(names)) != len(names):
             raise ParamsError(f"reward_models: need at least one, with distinct names, got {names}")
-        for name in list(self.world.corpus_mixture) + list(self.evaluation.splits):
+        e = self.evaluation
+        if e.best_of_n and (min(e.best_of_n) < 1 or e.best_of_n_questions < 1):
+            raise ParamsError(f"evaluation.best_of_n: need n >= 1 and best_of_n_questions >= 1, got {e.best_of_n}")
+        if e.best_of_n and self.data.kind != "toy":
+            raise ParamsError("evaluation.best_of_n: the best-of-n curve needs the toy world's verifier; "
+                              "leave it empty with data.kind: real")
+        for name in list(self.world.corpus_mixture) + list(self.evaluation.splits) + [e.best_of_n_split]:
             if name not in SPLITS:
                 raise ParamsError(f"unknown split {name!r}; known: {sorted(SPLITS)}")
         if not self.rm_seeds:

@@ -69,6 +69,34 @@ def auroc_vs_pairs(curve: list[dict]) -> go.Figure:
     return fig
 
 
+def best_of_n(summary: list[dict], references: list[dict]) -> go.Figure:
+    """Best-of-n accuracy against n (log x axis), one line per reward model (mean with std over seeds), one panel
+    per training-set size; dashed: a random pick and the oracle (right whenever one of the n is)."""
+    sizes = sorted({e["n_train_pairs"] for e in summary})
+    fig = make_subplots(rows=1, cols=len(sizes), shared_yaxes=True,
+                        subplot_titles=[f"{n} training pairs" for n in sizes])
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+    names = list(dict.fromkeys(e["reward_model"] for e in summary))
+    ns = [r["n"] for r in references]
+    for col, size in enumerate(sizes, start=1):
+        for i, name in enumerate(names):
+            pts = sorted((e for e in summary if e["reward_model"] == name and e["n_train_pairs"] == size),
+                         key=lambda e: e["n"])
+            fig.add_trace(go.Scatter(
+                x=[e["n"] for e in pts], y=[e["accuracy"] for e in pts],
+                error_y={"type": "data", "array": [e["std"] for e in pts]}, mode="lines+markers", name=name,
+                legendgroup=name, showlegend=col == 1, line={"color": palette[i % len(palette)]}), row=1, col=col)
+        for key, label in (("oracle", "oracle (any of n right)"), ("random", "random pick")):
+            fig.add_trace(go.Scatter(x=ns, y=[r[key] for r in references], mode="lines", name=label,
+                                     legendgroup=key, showlegend=col == 1,
+                                     line={"color": "#7f7f7f", "dash": "dash" if key == "oracle" else "dot"}),
+                          row=1, col=col)
+    fig.update_xaxes(type="log", title_text="n (samples the reward model picks from)")
+    fig.update_yaxes(title_text="accuracy of the pick", row=1, col=1)
+    fig.update_layout(height=420, width=max(500, 420 * len(sizes)), title="Best-of-n by reward")
+    return fig
+
+
 def results_table(summary: list[dict]) -> go.Figure:
     """A table figure: one row per reward model, mean ± std over seeds of held-out pairwise accuracy and of
     AUROC per split."""

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import evaluation, plots
+from .best_of_n import measure as measure_best_of_n
 from .data import GenerationRecord, PairCollator, PreferencePair, encode_pairs, load_jsonl, save_jsonl
 from .generation import sample_responses
 from .launch import deepspeed_config_path, run_launched, write_job
@@ -69,16 +70,22 @@ def cached_samples(p: RMTrainingParams, cache_root: Path, policy_dir: Path, spli
                    ) -> list[GenerationRecord]:
     """Sampled, labelled solutions for `split`, cached by the params that produce them.
 
-    purpose `pairs` uses p.pairs (many samples per question, for preference pairs), `eval` uses p.evaluation."""
+    purpose `pairs` uses p.pairs (many samples per question, for preference pairs), `eval` uses p.evaluation (one
+    per question), `best_of_n` p.evaluation's best-of-n settings (max(best_of_n) per question)."""
+    e = p.evaluation
     if purpose == "pairs":
         s = p.pairs
         args = dict(n_questions=s.n_questions, samples_per_question=s.samples_per_question,
                     temperature=s.temperature, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size)
-    else:
-        e = p.evaluation
+    elif purpose == "eval":
         args = dict(n_questions=e.n_questions, samples_per_question=1, temperature=e.temperature,
                     max_new_tokens=p.pairs.max_new_tokens, batch_size=e.batch_size)
-    seed = p.seed * 1000 + (1 if purpose == "pairs" else 2)
+    elif purpose == "best_of_n":
+        args = dict(n_questions=e.best_of_n_questions, samples_per_question=max(e.best_of_n),
+                    temperature=e.temperature, max_new_tokens=p.pairs.max_new_tokens, batch_size=e.batch_size)
+    else:
+        raise ValueError(f"purpose {purpose!r}: expected pairs, eval or best_of_n")
+    seed = p.seed * 1000 + {"pairs": 1, "eval": 2, "best_of_n": 3}[purpose]
     key = {"artifact": "samples", "version": 1, "policy": policy_cache_key(p.world, p.policy, p.seed),
            "split": split, "seed": seed, **{k: v for k, v in args.items() if k != "batch_size"}}
 
@@ -581,11 +588,13 @@ def _read_log(d: Path) -> list[dict]:
 
 
 def train_reward_models(p: RMTrainingParams) -> RMTrainingResult:
-    """Everything notebook 01 does, headless: start the run, build the world, train and evaluate, save figures."""
+    """Everything notebook 01 does, headless: start the run, build the world, train and evaluate, save figures,
+    and the best-of-n curve when asked for."""
     run = start_run(p)
     world = build_world(p, run)
     result = train_and_evaluate(p, run, world)
     save_figures(run, result)
+    measure_best_of_n(p, run, result)
     return result
 
 

@@ -87,6 +87,16 @@ def _check_rm_training(metrics, run):
         assert metrics["data_size_curve"] and (run / "figures" / "auroc_vs_pairs.html").is_file()
     for fig in ("training_curves", "auroc_by_split"):
         assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
+    if params["evaluation"]["best_of_n"]:
+        bon = metrics["best_of_n"]
+        ns = sorted(set(params["evaluation"]["best_of_n"]))
+        assert len(bon["rows"]) == len(metrics["rows"]) * len(ns) and bon["n_questions"] > 0
+        assert all(0.0 <= r["accuracy"] <= 1.0 for r in bon["rows"])
+        for ref in bon["references"]:  # the oracle bounds every pick; at n = 1 every pick is a random one
+            assert all(r["accuracy"] <= ref["oracle"] + 1e-9 for r in bon["rows"] if r["n"] == ref["n"])
+        one = [r["accuracy"] for r in bon["rows"] if r["n"] == 1]
+        assert one and all(abs(a - bon["references"][0]["random"]) < 1e-9 for a in one)
+        assert (run / "figures" / "best_of_n.html").is_file() and (run / "best_of_n.json").is_file()
 
 
 def _check_representation(metrics, run):
