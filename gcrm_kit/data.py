@@ -36,7 +36,11 @@ class PreferencePair:
 
 @dataclass
 class GenerationRecord:
-    """A prompt, one sampled response, and its correctness label (plus optional answer and metadata)."""
+    """A prompt, one sampled response, and its correctness label (plus optional answer and metadata).
+
+    answer: the final answer extracted from the response (None: none could be extracted; such a sample casts no
+    vote). meta["finished"]: whether generation ended with EOS (False: cut at the token limit); a record without it
+    counts as finished. In a JSONL file `question` may stand for `prompt` and `solution` for `response`."""
 
     prompt: str
     response: str
@@ -55,8 +59,17 @@ def save_jsonl(records: Iterable[Any], path: str | Path) -> Path:
     return atomic_write_text(path, text)
 
 
-def load_jsonl(path: str | Path, kind: type) -> list:
+#: Other names a JSONL file may use for a field, per record kind: a file of generation records in the form
+#: (question, solution, answer, is_correct) reads as (prompt, response, answer, is_correct).
+ALIASES: dict[type, dict[str, str]] = {GenerationRecord: {"question": "prompt", "solution": "response"}}
+
+
+def load_jsonl(path: str | Path, kind: type, require: Iterable[str] = ()) -> list:
     """Read `kind` records (PreferencePair or GenerationRecord) from a JSONL file.
+
+    A GenerationRecord line may name `prompt` `question` and `response` `solution` (`ALIASES`), not both names of
+    one field. `require`: optional fields that must be present on every line too (a null value still counts as
+    present), e.g. ``("answer",)`` where a missing key would otherwise read as "no answer".
 
     Raises DataError naming the file and line for unreadable JSON, a missing or mistyped field, or an unknown
     key; an empty file is an error too (a silent empty dataset would train nothing).
@@ -65,7 +78,9 @@ def load_jsonl(path: str | Path, kind: type) -> list:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     names = {f.name: f for f in fields(kind)}
+    aliases = ALIASES.get(kind, {})
     required = [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
+    required += [k for k in require if k not in required]
     out = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -77,17 +92,30 @@ def load_jsonl(path: str | Path, kind: type) -> list:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            for alias, name in aliases.items():
+                if alias in obj:
+                    if name in obj:
+                        raise DataError(f"{path}:{lineno}: both {name!r} and its alias {alias!r}; give one")
+                    obj[name] = obj.pop(alias)
             unknown = sorted(set(obj) - set(names))
             if unknown:
                 raise DataError(f"{path}:{lineno}: unknown key(s) {unknown} for {kind.__name__}")
             for key in required:
                 if key not in obj:
-                    raise DataError(f"{path}:{lineno}: missing key {key!r} for {kind.__name__}")
+                    also = [a for a, n in aliases.items() if n == key]
+                    raise DataError(f"{path}:{lineno}: missing key {key!r}"
+                                    + (f" (or {also[0]!r})" if also else "") + f" for {kind.__name__}")
             for key in ("prompt", "chosen", "rejected", "response"):
                 if key in obj and not isinstance(obj[key], str):
                     raise DataError(f"{path}:{lineno}: key {key!r} must be a string")
             if "is_correct" in obj and not isinstance(obj["is_correct"], bool):
                 raise DataError(f"{path}:{lineno}: key 'is_correct' must be true or false")
+            if "answer" in obj and obj["answer"] is not None and not isinstance(obj["answer"], str):
+                raise DataError(f"{path}:{lineno}: key 'answer' must be a string (null: no answer), got "
+                                f"{type(obj['answer']).__name__} {obj['answer']!r}; write numbers as strings")
+            if "meta" in obj and not isinstance(obj["meta"], dict):
+                raise DataError(f"{path}:{lineno}: key 'meta' must be a JSON object, got "
+                                f"{type(obj['meta']).__name__}")
             out.append(kind(**obj))
     if not out:
         raise DataError(f"{path}: no records")

@@ -18,6 +18,15 @@ Every method runs on the same samples:
 - ``best_of_n_<rm>``: the answer of the sample with the highest final reward;
 - ``weighted_<rm>``: votes weighted by sigmoid(final reward).
 
+Votes: a sample votes for its `answer` (None: no answer could be extracted, no vote). A tie for the most votes is
+broken at random by default (``tie_break='random'``: a k-way tie containing the right answer earns expected credit
+1/k); ``tie_break='favour_correct'`` counts such a tie as right, as the released code's vote does, and
+``tie_break='loss'`` counts every tie as wrong.
+
+Sequences are ``BOS + prompt + response`` plus an EOS only for samples that finished (meta ``finished``; a record
+without it counts as finished): a sample cut at `max_new_tokens` never generated an EOS, so it is neither scored
+nor counted nor pruned there, exactly as online generation sees it, and its final reward is read at its last token.
+
 Each pruning method's threshold is chosen on validation questions (the most tokens saved at validation accuracy
 no more than `max_accuracy_drop` below the unfiltered vote) and reported on test questions, for every reward-model
 seed of the notebook-01 run. Order of the stage: seed, data, tokenizer, models, scoring, evaluation, save.
@@ -41,7 +50,7 @@ from .data import Encoded, GenerationRecord, load_jsonl, pad_batch, save_jsonl
 from .generation import CutScorer, RewardModelScorer, first_below, generate_pruned
 from .models import load_reward_model, reward_forward
 from .params import FilteringParams, RMTrainingParams
-from .qvalues import Prototype, q_values
+from .qvalues import Prototype, q_values, response_token_index
 from .rm_training import load_rm_run, policy_dir_of, resolve_rm_run
 from .runs import Run, cached, params_hash, seed_everything, start_run
 
@@ -98,7 +107,10 @@ class SampleSet:
 
     S samples, Q questions; records are ordered by question. answer: code of the sample's answer among its
     question's distinct answers (-1: no answer); group_correct (Q, A): whether answer code a of question q is
-    right; length: response tokens including the final EOS (what generating the sample costs)."""
+    right; length: response tokens plus the final EOS of a finished sample (what generating the sample costs; an
+    unfinished sample has no EOS, see `ends_with_eos`); first_error_token: the response token index holding the
+    verifier's first wrong step (meta ``first_error_char``, a character offset, mapped through the tokenizer's
+    offsets), -1 when there is none."""
 
     name: str
     records: list[GenerationRecord]
@@ -110,6 +122,7 @@ class SampleSet:
     group_correct: np.ndarray
     answers: list[list[str]]
     """per question, the answer string of each code"""
+    first_error_token: np.ndarray | None = None
 
     @property
     def n_questions(self) -> int:
@@ -120,9 +133,24 @@ class SampleSet:
         return np.array([int(r.meta.get("uid", i)) for i, r in enumerate(self.records)])
 
 
-def make_sample_set(name: str, records: list[GenerationRecord], tokenizer) -> SampleSet:
+def ends_with_eos(r: GenerationRecord) -> bool:
+    """Whether the sample's sequence ends with an EOS: it finished, per meta ``finished`` (False: generation was cut
+    at the token limit). A record without ``finished`` counts as finished: a file of generation records holds
+    complete solutions unless it says otherwise."""
+    fin = r.meta.get("finished", True)
+    if not isinstance(fin, bool):
+        raise ValueError(f"meta 'finished' must be true or false, got {fin!r} (record {r.meta.get('uid')})")
+    return fin
+
+
+def make_sample_set(name: str, records: list[GenerationRecord], tokenizer, source: str = "") -> SampleSet:
     """Group `records` by prompt (first-appearance order) and code their answers. Lengths are counted with
-    `tokenizer` (response + EOS)."""
+    `tokenizer` (response tokens, plus the EOS of a finished sample).
+
+    A record whose answer is None casts no vote (no answer could be extracted) and must be incorrect. Raises
+    ValueError naming `source` (the file or sampler they came from) when a correct record has no answer or when
+    no record has an answer at all: every vote would then score 0."""
+    where = f"{source}: " if source else ""
     by_q: dict[str, list[GenerationRecord]] = {}
     for r in records:
         by_q.setdefault(r.prompt, []).append(r)
@@ -133,18 +161,34 @@ def make_sample_set(name: str, records: list[GenerationRecord], tokenizer) -> Sa
             recs.append(r)
             question.append(qi)
             if r.answer is None or r.answer == "":
+                if r.is_correct:
+                    raise ValueError(f"{where}{name} record uid {r.meta.get('uid', len(recs) - 1)} (prompt {prompt!r}) "
+                                     "is correct but has no answer: a vote cannot credit it; give its answer")
                 answer.append(-1)
             else:
                 answer.append(codes.setdefault(r.answer, len(codes)))
         answers.append(list(codes))
+    if recs and all(a < 0 for a in answer):
+        raise ValueError(f"{where}none of the {len(recs)} {name} records has an answer: majority voting needs each "
+                         "sample's final answer (field 'answer'; null only where none could be extracted)")
     question, answer = np.array(question, dtype=int), np.array(answer, dtype=int)
     correct = np.array([r.is_correct for r in recs], dtype=bool)
     A = max(1, max((len(a) for a in answers), default=1))
     group_correct = np.zeros((len(by_q), A), dtype=bool)
     has = answer >= 0
     np.logical_or.at(group_correct, (question[has], answer[has]), correct[has])
-    length = np.array([len(tokenizer(r.response, add_special_tokens=False)["input_ids"]) + 1 for r in recs])
-    return SampleSet(name, recs, list(by_q), question, answer, correct, length, group_correct, answers)
+    length = np.array([len(tokenizer(r.response, add_special_tokens=False)["input_ids"]) + int(ends_with_eos(r))
+                       for r in recs], dtype=int)
+    if len(length) and length.min() < 1:
+        i = int(length.argmin())
+        raise ValueError(f"{where}{name} record uid {recs[i].meta.get('uid', i)} is unfinished and empty: no token "
+                         "to score")
+    first_error = np.full(len(recs), -1, dtype=int)
+    for i, r in enumerate(recs):
+        j = response_token_index(tokenizer, r.response, r.meta.get("first_error_char"))
+        if j is not None:
+            first_error[i] = j
+    return SampleSet(name, recs, list(by_q), question, answer, correct, length, group_correct, answers, first_error)
 
 
 def toy_questions(p: FilteringParams, exclude: set[str]):
@@ -218,8 +262,8 @@ def sample_real(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[st
     questions (prompts as rendered for the policy) and reference answers come from the run's
     data/eval_<split>.jsonl, the samples from the run's policy at `p.temperature`, and each is labelled by
     extracting its final answer and comparing it with the reference (real_data.extract_answer, answers_match).
-    Questions are drawn with `p.seed`; cached by the params that produce them. Meta as `sample_toy`'s, with the
-    reference instead of a first wrong step."""
+    Questions are drawn with `p.seed`; cached by the params that produce them. Meta: set, split, question_id,
+    sample_index, uid, reference, finished (reached EOS before `p.max_new_tokens`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .generation import sample_responses
@@ -241,7 +285,7 @@ def sample_real(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[st
     prompts = list(references)
     order = np.random.default_rng([p.seed, 5]).permutation(len(prompts))[:want]
     chosen = [prompts[i] for i in order]
-    key = {"artifact": "filtering_samples_real", "version": 1, "policy_dir": str(setup.policy_dir),
+    key = {"artifact": "filtering_samples_real", "version": 2, "policy_dir": str(setup.policy_dir),
            "questions": params_hash(chosen), "n": p.samples_per_question, "temperature": p.temperature,
            "max_new_tokens": p.max_new_tokens, "seed": p.seed}
 
@@ -249,17 +293,19 @@ def sample_real(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[st
         policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir, dtype="auto").to(device())
         tokenizer = AutoTokenizer.from_pretrained(setup.model_dirs["goal"][0])  # the policy's, pad token set
         N = p.samples_per_question
-        outs = sample_responses(policy, tokenizer, chosen, n=N, temperature=p.temperature,
-                                max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, seed=p.seed)
+        outs, fins = sample_responses(policy, tokenizer, chosen, n=N, temperature=p.temperature,
+                                      max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, seed=p.seed,
+                                      return_finished=True)
         records = []
         for qid, (prompt, texts) in enumerate(zip(chosen, outs)):
-            for j, text in enumerate(texts):
+            for j, (text, fin) in enumerate(zip(texts, fins[qid])):
                 answer = extract_answer(text)
                 records.append(GenerationRecord(
                     prompt=prompt, response=text, is_correct=answers_match(answer, references[prompt]),
                     answer=answer, meta={"set": "validation" if qid < p.n_validation_questions else "test",
                                          "split": p.split, "question_id": qid, "sample_index": j,
-                                         "uid": qid * N + j, "reference": references[prompt]}))
+                                         "uid": qid * N + j, "reference": references[prompt],
+                                         "finished": fin}))
         save_jsonl(records, d / "records.jsonl")
 
     records = load_jsonl(cached(cache_root, "filtering_samples", key, build) / "records.jsonl", GenerationRecord)
@@ -268,7 +314,7 @@ def sample_real(p: FilteringParams, setup: RMSetup, cache_root: Path) -> dict[st
 
 def split_generations(p: FilteringParams, records: list[GenerationRecord]) -> dict[str, list[GenerationRecord]]:
     """Split a file's records by question (seeded shuffle): `n_validation_questions` for validation, then
-    `n_test_questions` (0: all the rest) for test. Each record gets a uid (its index in the file)."""
+    `n_test_questions` (0: all the rest) for test. Each record gets a uid (its 0-based index in the file)."""
     prompts = list(dict.fromkeys(r.prompt for r in records))
     if len(prompts) < p.n_validation_questions + 1:
         raise ValueError(f"{p.generations}: {len(prompts)} questions; need more than n_validation_questions="
@@ -285,29 +331,33 @@ def split_generations(p: FilteringParams, records: list[GenerationRecord]) -> di
 def build_samples(p: FilteringParams, run: Run, setup: RMSetup) -> dict[str, SampleSet]:
     """The validation and test samples: read from `p.generations`, or sampled from the notebook-01 run's policy
     (the toy world's, or a real-data run's on its evaluation set `p.split`). Copies them into the run folder
-    (data/samples_<set>.jsonl)."""
+    (data/samples_<set>.jsonl). A `generations` file must give every record's `answer` (null: none extracted)."""
     from transformers import AutoTokenizer
 
     if p.generations:
         path = Path(p.generations).expanduser()
-        raw = split_generations(p, load_jsonl(path, GenerationRecord))
+        # every line must say its answer (null where none could be extracted): a missing key is not "no answer"
+        raw = split_generations(p, load_jsonl(path, GenerationRecord, require=("answer",)))
+        source = str(path)
     elif setup.rm_params.data.kind == "real":
-        raw = sample_real(p, setup, run.cache_root)
+        raw, source = sample_real(p, setup, run.cache_root), f"samples of {setup.run_dir} ({p.split})"
     else:
-        raw = sample_toy(p, setup, run.cache_root)
+        raw, source = sample_toy(p, setup, run.cache_root), f"toy samples ({p.split})"
     tokenizer = AutoTokenizer.from_pretrained(setup.model_dirs["goal"][0])
     out = {}
     for s in SETS:
         if not raw[s]:
             raise ValueError(f"no {s} samples")
         save_jsonl(raw[s], run.path("data", f"samples_{s}.jsonl"))
-        out[s] = make_sample_set(s, raw[s], tokenizer)
+        out[s] = make_sample_set(s, raw[s], tokenizer, source)
     return out
 
 
 def sample_summary(samples: dict[str, SampleSet]) -> dict:
-    """Questions, samples, share of correct samples and mean response length per set."""
+    """Questions, samples, share of correct samples, share of samples cut at the token limit (no EOS) and mean
+    response length (tokens, with the EOS of finished samples) per set."""
     return {s: {"questions": ss.n_questions, "samples": len(ss.records), "share_correct": float(ss.correct.mean()),
+                "share_unfinished": float(np.mean([not ends_with_eos(r) for r in ss.records])),
                 "mean_length": float(ss.length.mean())} for s, ss in samples.items()}
 
 
@@ -316,8 +366,9 @@ def sample_summary(samples: dict[str, SampleSet]) -> dict:
 
 @dataclass
 class SampleScores:
-    """One reward model's reading of a SampleSet. q, token_reward: (S, Lmax) per response token (EOS included),
-    NaN past each sample's length; reward: (S,) the final reward at the EOS."""
+    """One reward model's reading of a SampleSet. q, token_reward: (S, Lmax) per response token (the EOS included
+    for finished samples), NaN past each sample's length; reward: (S,) the final reward at the last token (the
+    EOS of a finished sample)."""
 
     q: np.ndarray
     token_reward: np.ndarray
@@ -331,7 +382,8 @@ class SampleScores:
 def score_sample_set(model, tokenizer, prototype: torch.Tensor, ss: SampleSet, batch_size: int = 256,
                      desc: str = "scoring") -> SampleScores:
     """Per-token Q-values and head outputs and the final reward of every sample, in one forward pass per batch,
-    in the kit's format (BOS + prompt + response + EOS)."""
+    in the kit's format (BOS + prompt + response + EOS), without the EOS for a sample that did not finish
+    (`ends_with_eos`): what online generation reads too."""
     model.eval()
     dev = next(model.parameters()).device
     S, L = len(ss.records), int(ss.length.max())
@@ -342,10 +394,11 @@ def score_sample_set(model, tokenizer, prototype: torch.Tensor, ss: SampleSet, b
     for s in tqdm(range(0, S, batch_size), desc=desc, leave=False):
         recs = ss.records[s:s + batch_size]
         seqs = []
-        for r in recs:  # data.encode's format; an empty response is just its EOS
+        for r in recs:  # data.encode's format; an empty response is just its EOS; no EOS an unfinished sample lacks
             pr = tokenizer(r.prompt, add_special_tokens=False)["input_ids"]
             rs = tokenizer(r.response, add_special_tokens=False)["input_ids"]
-            seqs.append(Encoded(bos + pr + rs + [tokenizer.eos_token_id], len(bos) + len(pr)))
+            eos = [tokenizer.eos_token_id] if ends_with_eos(r) else []
+            seqs.append(Encoded(bos + pr + rs + eos, len(bos) + len(pr)))
         b = {k: v.to(dev) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
         out = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"])
         qv = q_values(out.hidden, prototype).cpu().numpy()
@@ -353,6 +406,7 @@ def score_sample_set(model, tokenizer, prototype: torch.Tensor, ss: SampleSet, b
         reward[s:s + len(recs)] = out.rewards.float().cpu().numpy()
         for j, e in enumerate(seqs):
             n = e.response_len
+            assert n == ss.length[s + j], "make_sample_set and scoring disagree on a sample's length"
             q[s + j, :n] = qv[j, e.response_start:e.response_start + n]
             tr[s + j, :n] = tv[j, e.response_start:e.response_start + n]
     return SampleScores(q, tr, reward)
@@ -379,9 +433,10 @@ def vote_credit(ss: SampleSet, kept: np.ndarray, tie_break: str = "random", weig
                 ) -> np.ndarray:
     """Per-question credit (Q,) of the (weighted) majority vote over the kept samples that have an answer.
 
-    The answer(s) with the most votes win. One winner: credit 1 if it is right. A tie of k answers: `random`
-    gives (right winners)/k, the expected accuracy of picking one at random; `loss` gives 0; `favour_correct`
-    gives 1 if any winner is right (the released code's rule). No kept answer: 0."""
+    The answer(s) with the most votes win. One winner: credit 1 if it is right. A tie of k answers: `random` (the
+    default) breaks it at random, so the credit is the expected one, (right winners)/k, i.e. 1/k when one of the k
+    is right; `loss` gives 0; `favour_correct` gives 1 if any winner is right (the released code's tie-favouring
+    vote, which overstates accuracy). No kept answer: 0."""
     if tie_break not in ("random", "loss", "favour_correct"):
         raise ValueError(f"unknown tie_break {tie_break!r}")
     Q, A = ss.group_correct.shape
@@ -550,7 +605,8 @@ def within_question_auroc(ss: SampleSet, x: np.ndarray) -> float:
 def signal_auroc(ss: SampleSet, sc: SampleScores, signal: str, skip: int) -> dict:
     """How well a per-token signal tells correct from incorrect test samples: AUROC (pooled over questions, and
     within questions) of the statistic the rule thresholds, its minimum after `skip` tokens, and of its value at
-    the last token (the EOS). Where the minimum sits, as a fraction of the response, says what the rule reacts to."""
+    the last token (the EOS of a finished sample). Where the minimum sits, as a fraction of the response, says what
+    the rule reacts to."""
     x = sc.signal(signal)
     mins = min_after(x, skip)
     last = x[np.arange(len(ss.length)), ss.length - 1]
@@ -718,7 +774,7 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
     common = dict(max_new_tokens=p.max_new_tokens, temperature=p.temperature, seed=p.seed, batch_size=o.batch_size,
                   suppress_tokens=list(MARK_CHARS), skip_tokens=p.skip_tokens)
     expected = [tokenizer(r.response, add_special_tokens=False)["input_ids"]
-                + ([tokenizer.eos_token_id] if r.meta.get("finished", True) else []) for r in test.records]
+                + ([tokenizer.eos_token_id] if ends_with_eos(r) else []) for r in test.records]
 
     rms = {}
     for which in ("goal", "baseline"):
@@ -867,8 +923,7 @@ def finish(p: FilteringParams, run: Run, setup: RMSetup, samples: dict[str, Samp
 def trace_figure(p: FilteringParams, samples: dict[str, SampleSet], scores: dict, offline: OfflineResult):
     """Q-value traces of test samples (goal-conditioned RM, first rm seed) with its chosen threshold."""
     test = samples["test"]
-    return plots.qvalue_traces(scores[("goal", 0)]["test"].q, test.correct,
-                               [r.meta.get("first_error_char") for r in test.records],
+    return plots.qvalue_traces(scores[("goal", 0)]["test"].q, test.correct, test.first_error_token,
                                offline.chosen[("q_goal", 0)]["threshold"], p.skip_tokens, p.paper_threshold,
                                seed=p.seed)
 

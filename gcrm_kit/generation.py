@@ -26,12 +26,15 @@ def sample_responses(
     suppress_tokens: list[str] | None = None,
     seed: int = 0,
     desc: str = "sampling",
-) -> list[list[str]]:
+    return_finished: bool = False,
+):
     """Sample `n` responses for each prompt.
 
     The prompt is encoded as BOS + prompt, left-padded; `suppress_tokens` (strings) are never generated
     (the toy world suppresses its self-checking marks). temperature 0 means greedy decoding.
-    Returns one list of `n` decoded responses (special tokens removed) per prompt, in prompt order.
+    Returns one list of `n` decoded responses (special tokens removed) per prompt, in prompt order; with
+    `return_finished`, also the same-shaped lists of whether each response ended with the EOS token (False: it was
+    cut at `max_new_tokens`, and the decoded text carries no sign of that).
     """
     model.eval()
     torch.manual_seed(seed)
@@ -40,6 +43,7 @@ def sample_responses(
     flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
     flat.sort(key=lambda x: len(x[1]))
     out: list[list[str]] = [[] for _ in prompts]
+    fin: list[list[bool]] = [[] for _ in prompts]
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     for start in tqdm(range(0, len(flat), batch_size), desc=desc, leave=False):
         chunk = flat[start:start + batch_size]
@@ -56,10 +60,13 @@ def sample_responses(
         else:
             gen_kwargs.update(do_sample=False)
         seqs = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device), **gen_kwargs)
-        texts = tokenizer.batch_decode(seqs[:, ids.shape[1]:], skip_special_tokens=True)
-        for (i, _), t in zip(chunk, texts):
+        new = seqs[:, ids.shape[1]:]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        ended = (new == tokenizer.eos_token_id).any(1).tolist()
+        for (i, _), t, e in zip(chunk, texts, ended):
             out[i].append(t)
-    return out
+            fin[i].append(bool(e))
+    return (out, fin) if return_finished else out
 
 
 # ------------------------------------------------------------------------------------------------ per-sample noise

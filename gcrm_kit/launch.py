@@ -51,13 +51,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(launcher: str, n_processes: int, job_file: Path, port: int) -> list[str]:
-    """The command line that runs ``gcrm_kit.stages`` on `job_file` in `n_processes` processes on this node."""
+def visible_gpu_ids(visible: str | None = None) -> list[int] | None:
+    """The GPU ids in CUDA_VISIBLE_DEVICES (`visible`, default this process's environment); None when it is unset
+    or empty. Raises ValueError when it names GPUs other than by index (UUIDs, MIG instances)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if not visible or not visible.strip():
+        return None
+    ids = [x.strip() for x in visible.split(",") if x.strip()]
+    if not all(x.isdigit() for x in ids):
+        raise ValueError(f"CUDA_VISIBLE_DEVICES={visible!r}: the deepspeed launcher takes GPU indices (like 4,5,6,7), "
+                         "not UUIDs or MIG names; give indices, or use distributed.launcher: torchrun")
+    return [int(x) for x in ids]
+
+
+def launch_command(launcher: str, n_processes: int, job_file: Path, port: int,
+                   visible_devices: str | None = None) -> list[str]:
+    """The command line that runs ``gcrm_kit.stages`` on `job_file` in `n_processes` processes on this node.
+
+    The deepspeed launcher drops CUDA_VISIBLE_DEVICES (`visible_devices`, default this process's) when given
+    --num_gpus and would start on GPUs 0..n-1 whatever the job was given; when it is set, the GPUs are passed as
+    ``--include localhost:<ids>`` instead (their number must be `n_processes`), and `run_launched` leaves the
+    variable out of the launcher's environment so its ids are read as the machine's."""
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_processes}",
                 "-m", "gcrm_kit.stages", str(job_file)]
     if launcher == "deepspeed":
-        return [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={n_processes}",
+        ids = visible_gpu_ids(visible_devices)
+        if ids is None:
+            gpus = f"--num_gpus={n_processes}"
+        elif len(ids) != n_processes:
+            raise ValueError(f"distributed.n_processes={n_processes}, but CUDA_VISIBLE_DEVICES gives "
+                             f"{len(ids)} GPU(s) ({','.join(map(str, ids))}); the deepspeed launcher runs one process "
+                             "per GPU: make the two agree")
+        else:
+            gpus = "--include=localhost:" + ",".join(map(str, ids))
+        return [sys.executable, "-m", "deepspeed.launcher.runner", gpus,
                 f"--master_port={port}", "--no_local_rank", "--module", "gcrm_kit.stages", str(job_file)]
     raise ValueError(f"unknown launcher {launcher!r}; expected 'torchrun' or 'deepspeed'")
 
@@ -91,6 +119,8 @@ def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", l
     stream = stream or sys.stdout
     cmd = launch_command(launcher, n_processes, job_file, free_port())
     env = os.environ.copy()
+    if launcher == "deepspeed" and visible_gpu_ids() is not None:
+        env.pop("CUDA_VISIBLE_DEVICES")  # the GPUs are in --include, as machine ids (see launch_command)
     # the launched processes import the same gcrm_kit as this one (a checkout that is not installed included)
     kit_root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([kit_root] + [x for x in env.get("PYTHONPATH", "").split(os.pathsep) if x])

@@ -18,10 +18,17 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
 
 
 def response_span(response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) response mask -> (start index, length), each (B,). The response must be one contiguous span."""
+    """(B, T) response mask -> (start index, length), each (B,). The response must be one contiguous span:
+    raises ValueError for a row without response tokens or with more than one run of them."""
     length = response_mask.sum(-1)
     if (length == 0).any():
         raise ValueError("a sequence has no response tokens; the contrastive term needs at least one")
+    on = response_mask != 0
+    runs = on[:, :1].sum(-1) + (on[:, 1:] & ~on[:, :-1]).sum(-1)  # starts of runs of 1s per row
+    if (runs > 1).any():
+        rows = torch.nonzero(runs > 1).flatten().tolist()
+        raise ValueError(f"the response mask of row(s) {rows[:10]} is not one contiguous span (it has gaps); "
+                         "contrastive positions are drawn between a response's first and last token")
     start = response_mask.to(torch.long).argmax(-1)  # first 1
     return start, length
 

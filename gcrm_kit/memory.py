@@ -9,6 +9,10 @@ flash-attention), about 2 * s * b * h per layer plus one layer's worth with grad
 With GRM the language-model head (vocab x hidden) rides on the reward model (trained in a full fine-tune,
 frozen under LoRA), its logits add 2 * b * s * vocab float32 values, and the DPO variant's frozen reference
 adds a second copy of the policy's weights (partitioned like the reward model's under ZeRO-3).
+DeepSpeed offload is read from the config's `zero_optimization` sections: `offload_optimizer` (device cpu or nvme)
+moves the optimizer states (float32 moments and master copy) off the device; `offload_param` (ZeRO-3 only) moves
+the weights too, leaving about one layer's full weights on the device at a time (the layer being computed). What
+is offloaded is reported as host memory, not counted in the device total.
 It is an estimate to catch an impossible configuration early, not a measurement.
 """
 
@@ -29,6 +33,7 @@ class MemoryEstimate:
     gradients: float
     optimizer: float
     activations: float
+    offloaded: float = 0.0  # bytes moved to CPU (or NVMe) memory per process by DeepSpeed offload
 
     @property
     def total(self) -> float:
@@ -38,7 +43,8 @@ class MemoryEstimate:
         g = lambda b: f"{b / GIB:.2f} GiB"  # noqa: E731
         return (f"[gcrm] estimated memory per device ({mode}): {self.n_params / 1e9:.3f}B parameters, "
                 f"{self.n_trainable / 1e6:.2f}M trained; weights {g(self.weights)}, gradients {g(self.gradients)}, "
-                f"optimizer {g(self.optimizer)}, activations ~{g(self.activations)} -> about {g(self.total)}")
+                f"optimizer {g(self.optimizer)}, activations ~{g(self.activations)} -> about {g(self.total)}"
+                + (f"; offloaded to host memory {g(self.offloaded)}" if self.offloaded else ""))
 
 
 def count_parameters(backbone_dir: str | Path) -> tuple[int, dict]:
@@ -73,7 +79,10 @@ def estimate_memory(p, backbone_dir: str | Path, spec=None) -> tuple[MemoryEstim
     one-line description of the mode)."""
     n, cfg = count_parameters(backbone_dir)
     bf16 = p.model.dtype == "bfloat16"
-    stage = _zero_stage(p.distributed.deepspeed)
+    zero = _zero_config(p.distributed.deepspeed)
+    stage = int(zero.get("stage", 0))
+    offload_opt = _offloaded(zero, "offload_optimizer") and stage >= 1
+    offload_param = _offloaded(zero, "offload_param") and stage >= 3
     world = p.distributed.n_processes
     vocab_h = cfg.get("vocab_size", 0) * cfg.get("hidden_size", 0)
     grm = spec is not None and spec.grm_weight > 0
@@ -92,15 +101,21 @@ def estimate_memory(p, backbone_dir: str | Path, spec=None) -> tuple[MemoryEstim
             trained += vocab_h
     grad_bytes = (2 if bf16 and not p.lora.enabled else 4) * trained
     opt_bytes = (12 if bf16 and not p.lora.enabled else 8) * trained
+    h, layers = cfg.get("hidden_size", 0), cfg.get("num_hidden_layers", 0)
+    layer_bytes = w_bytes / max(layers, 1)  # one layer's full weights, gathered for its forward and backward
     if stage >= 3:
         w_bytes /= world
     if stage >= 2:
         grad_bytes /= world
     if stage >= 1:
         opt_bytes /= world
-    if "offload" in (p.distributed.deepspeed or ""):
-        opt_bytes = 0.0  # kept in CPU memory
-    h, layers = cfg.get("hidden_size", 0), cfg.get("num_hidden_layers", 0)
+    offloaded = 0.0
+    if offload_opt:  # optimizer states live in host memory; the optimizer steps there
+        offloaded += opt_bytes
+        opt_bytes = 0.0
+    if offload_param:  # partitions live in host memory; a layer's full weights come to the device when it runs
+        offloaded += w_bytes
+        w_bytes = layer_bytes
     sbh = 2 * p.training.batch_size * p.training.max_length * h  # chosen and rejected: 2 sequences per pair
     width = 1.0 if (bf16 or p.quant.load_in_4bit) else 2.0  # float32 activations take twice the 16-bit bytes
     if p.model.gradient_checkpointing:
@@ -113,17 +128,32 @@ def estimate_memory(p, backbone_dir: str | Path, spec=None) -> tuple[MemoryEstim
         "4-bit" if p.quant.load_in_4bit else ("bf16" if bf16 else "float32"),
         f"LoRA r={p.lora.r}" if p.lora.enabled else "full fine-tune",
         f"ZeRO-{stage} over {world} processes" if stage else (f"{world} processes" if world > 1 else "1 process"),
+        "offload: " + " and ".join(x for x, on in (("optimizer", offload_opt), ("parameters", offload_param)) if on)
+        if offload_opt or offload_param else "",
         "gradient checkpointing" if p.model.gradient_checkpointing else "",
         f"GRM-{spec.grm_regulariser}" + (" with a frozen reference" if spec.grm_regulariser == "dpo" else "")
         if grm else "",
         f"{p.training.batch_size} pairs x {p.training.max_length} tokens per device"]))
-    return MemoryEstimate(n, trained, w_bytes, grad_bytes, opt_bytes, act), mode
+    return MemoryEstimate(n, trained, w_bytes, grad_bytes, opt_bytes, act, offloaded), mode
 
 
-def _zero_stage(name: str) -> int:
+def _zero_config(name: str) -> dict:
+    """The `zero_optimization` section of the DeepSpeed config `name` (params/deepspeed/<name>.json or a JSON path);
+    {} without DeepSpeed."""
     if not name:
-        return 0
+        return {}
     from .launch import deepspeed_config_path
 
     cfg = json.loads(deepspeed_config_path(name).read_text())
-    return int(cfg.get("zero_optimization", {}).get("stage", 0))
+    return cfg.get("zero_optimization", {}) or {}
+
+
+def _zero_stage(name: str) -> int:
+    return int(_zero_config(name).get("stage", 0))
+
+
+def _offloaded(zero: dict, section: str) -> bool:
+    """Whether the `zero_optimization` section `section` (offload_optimizer, offload_param) moves data off the
+    device: its device is cpu or nvme (DeepSpeed's default, and "none", keep it there)."""
+    sub = zero.get(section) or {}
+    return isinstance(sub, dict) and str(sub.get("device", "none")).lower() in ("cpu", "nvme")

@@ -8,7 +8,6 @@ forward pass, and computes position ids over real tokens so the result does not 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,20 +22,41 @@ log = logging.getLogger(__name__)
 _ATTN_MESSAGE_SHOWN = False
 
 
-def resolve_attn_implementation(requested: str = "auto") -> str | None:
-    """The attention implementation to load with: `flash_attention_2` when asked for (or `auto`) and both the
-    `flash_attn` package and a GPU are there; otherwise None (the model's default attention, SDPA for Llama).
-    When flash-attention 2 was asked for, or `auto` runs on a GPU without it, one message says which is used."""
+def flash_attn_error() -> str | None:
+    """None when the `flash_attn` package imports; else why not. Importing it (not only finding it) catches an
+    install whose compiled extension does not load (a CUDA or torch ABI mismatch), which would otherwise pass this
+    check and fail when the model loads."""
+    try:
+        import flash_attn  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "flash_attn":
+            return "the flash_attn package is not installed"
+        return f"the flash_attn package does not import ({type(e).__name__}: {e})"
+    except Exception as e:  # a broken build raises ImportError, OSError (undefined symbol), RuntimeError...
+        return f"the flash_attn package does not import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    return None
+
+
+def resolve_attn_implementation(requested: str = "auto", dtype: str = "bfloat16") -> str | None:
+    """The attention implementation to load with: `flash_attention_2` when asked for (or `auto`), a GPU is there,
+    the model runs in a 16-bit `dtype` (flash-attention 2 has no float32 kernels) and the `flash_attn` package
+    imports; otherwise None (the model's default attention, SDPA for Llama). When flash-attention 2 was asked for,
+    or `auto` runs on a GPU without it, one message says why it is not used."""
     global _ATTN_MESSAGE_SHOWN
     if requested in ("sdpa", "eager"):
         return requested
-    have_flash = importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
-    if have_flash:
-        return "flash_attention_2"
-    if (requested == "flash_attention_2" or torch.cuda.is_available()) and not _ATTN_MESSAGE_SHOWN:
-        why = "no GPU" if not torch.cuda.is_available() else "the flash_attn package is not installed"
-        log.warning("flash-attention 2 is not used (%s): the model's default attention runs instead "
-                    "(pip install 'gcrm_kit[gpu]' on a CUDA machine to get it)", why)
+    gpu = torch.cuda.is_available()
+    if not gpu:
+        why = "no GPU"
+    elif dtype == "float32":
+        why = "it runs only in 16 bits and model.dtype is float32; set model.dtype: bfloat16 to use it"
+    else:
+        why = flash_attn_error()
+        if why is None:
+            return "flash_attention_2"
+    if (requested == "flash_attention_2" or gpu) and not _ATTN_MESSAGE_SHOWN:
+        hint = " (pip install 'gcrm_kit[gpu]' on a CUDA machine to get it)" if "not installed" in why else ""
+        log.warning("flash-attention 2 is not used (%s): the model's default attention runs instead%s", why, hint)
         print(f"[gcrm] attention: flash-attention 2 unavailable ({why}); using the default attention", flush=True)
         _ATTN_MESSAGE_SHOWN = True
     return None
@@ -110,12 +130,11 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
 def _load_kwargs(model_params=None, quant=None, head: str = "score") -> dict:
     """`from_pretrained` keyword arguments for the dtype and attention of `model_params` (ModelParams) and the
     4-bit quantisation of `quant` (QuantParams), which leaves the output layer `head` in full precision; both
-    None: none (a plain float32 model)."""
-    kwargs = {}
+    None: a plain float32 model. The dtype is always passed: transformers 5 loads with dtype="auto" (the
+    checkpoint's own dtype) when none is given, so a float32 request on a bf16 checkpoint would load it in bf16."""
+    kwargs = {"dtype": _dtype(model_params.dtype) if model_params is not None else torch.float32}
     if model_params is not None:
-        if model_params.dtype != "float32":
-            kwargs["dtype"] = _dtype(model_params.dtype)
-        attn = resolve_attn_implementation(model_params.attn_implementation)
+        attn = resolve_attn_implementation(model_params.attn_implementation, model_params.dtype)
         if attn:
             kwargs["attn_implementation"] = attn
     if quant is not None and quant.load_in_4bit:
@@ -177,9 +196,8 @@ def load_reward_adapter(adapter_dir: str | Path, base_dir: str | Path | None = N
 
     base_dir = base_dir or json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-    kwargs = {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id}
-    if model_params is not None and model_params.dtype != "float32":
-        kwargs["dtype"] = _dtype(model_params.dtype)
+    kwargs = {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id,
+              "dtype": _dtype(model_params.dtype) if model_params is not None else torch.float32}
     if quant is not None and quant.load_in_4bit:
         kwargs.update(quantization_config=bnb_config(quant),
                       device_map={"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu")

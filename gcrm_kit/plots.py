@@ -426,12 +426,13 @@ def filtering_frontier(frontier: list[dict], rows: list[dict], split: str = "tes
     return fig
 
 
-def qvalue_traces(q, correct, first_error_char, threshold: float, skip: int, paper_threshold: float | None = None,
+def qvalue_traces(q, correct, first_error_token, threshold: float, skip: int, paper_threshold: float | None = None,
                   n: int = 8, seed: int = 0) -> go.Figure:
     """Per-token Q-values of `n` correct (green) and `n` incorrect (red) samples drawn at random. q: (S, L) with NaN
-    past each end; first_error_char: per sample, the first wrong step's offset (a token index with a character
-    tokenizer; a cross marks it) or None. Lines: the chosen threshold, the paper's, and the first `skip` tokens
-    that never prune."""
+    past each end; first_error_token: per sample, the response token index (the column of `q`) holding the first
+    wrong step, or None / a negative number for none; a cross marks it. It is a TOKEN index: map a verifier's
+    character offset with `qvalues.response_token_index` first (`filtering.SampleSet.first_error_token` does).
+    Lines: the chosen threshold, the paper's, and the first `skip` tokens that never prune."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -444,8 +445,9 @@ def qvalue_traces(q, correct, first_error_char, threshold: float, skip: int, pap
             y = q[i][~np.isnan(q[i])]
             fig.add_trace(go.Scatter(x=list(range(len(y))), y=y.tolist(), mode="lines", name=label,
                                      legendgroup=label, showlegend=k == 0, line={"color": color, "width": 1}))
-            e = first_error_char[i]
-            if e is not None and e < len(y):
+            e = first_error_token[i]
+            if e is not None and 0 <= e < len(y):
+                e = int(e)
                 fig.add_trace(go.Scatter(x=[e], y=[float(y[e])], mode="markers", legendgroup="first error",
                                          marker={"symbol": "x", "size": 9, "color": "black"}, name="first wrong step",
                                          showlegend=bool(label == "incorrect" and k == 0)))
@@ -510,9 +512,12 @@ def steering_rates(summary: list[dict], attributes: list[str]) -> go.Figure:
 def steering_compute(summary: list[dict]) -> go.Figure:
     """The compute each method used per prompt: policy tokens sampled, tokens run through the reward model, and
     wall-clock seconds (mean ± std over seeds)."""
-    panels = (("policy_tokens", "policy tokens / prompt"), ("rm_tokens", "reward-model tokens / prompt"),
-              ("seconds_per_prompt", "seconds / prompt"))
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in panels])
+    panels = (("policy_tokens", "policy tokens sampled / prompt"),
+              ("policy_tokens_processed", "policy tokens processed / prompt"),
+              ("rm_tokens", "reward-model tokens / prompt"), ("seconds_per_prompt", "seconds / prompt"))
+    # summaries written before the processed-token count existed have no such entry
+    panels = tuple((k, t) for k, t in panels if all(k in e for e in summary))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels])
     for col, (key, _) in enumerate(panels, 1):
         for method, color in STEERING_COLORS.items():
             es = [e for e in summary if e["method"] == method]
@@ -521,17 +526,20 @@ def steering_compute(summary: list[dict]) -> go.Figure:
             fig.add_trace(go.Bar(x=[_method_label(e) for e in es], y=[e[key]["mean"] for e in es],
                                  error_y={"type": "data", "array": [e[key]["std"] for e in es]}, name=method,
                                  legendgroup=method, showlegend=col == 1, marker_color=color), row=1, col=col)
-    fig.update_layout(height=480, width=1400, title="Compute per prompt by decoding method")
+    fig.update_layout(height=480, width=350 * len(panels) + 200, title="Compute per prompt by decoding method")
     return fig
 
 
 def steering_gains(gains: list[dict]) -> go.Figure:
-    """Gain of guided decoding on its target's aim attribute (left) and on correctness (right) over each baseline,
-    in points, mean ± std of the per-seed differences; one group per (reward model, target)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("gain on the target's aim (points)",
-                                                        "gain on correctness (points)"), shared_yaxes=False)
+    """Gain of guided decoding on its target's aim attribute (left) and, when the judge scores it, on correctness
+    (right) over each baseline, in points, mean ± std of the per-seed differences; one group per (reward model,
+    target)."""
+    panels = [("aim", "gain on the target's aim (points)")]
+    if gains and all("correct" in e for e in gains):
+        panels.append(("correct", "gain on correctness (points)"))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels], shared_yaxes=False)
     baselines = list(dict.fromkeys(e["baseline"] for e in gains))
-    for col, which in ((1, "aim"), (2, "correct")):
+    for col, (which, _) in enumerate(panels, 1):
         for b in baselines:
             es = [e for e in gains if e["baseline"] == b]
             ys = [e[e["aim"] if which == "aim" else "correct"]["gain_points"] for e in es]

@@ -39,8 +39,10 @@ LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": 
 def load_rows(spec):
     """The rows of `spec` (a DatasetSpec) as a `datasets.Dataset`, first `spec.limit` rows when set.
 
-    A source that exists on disk is read locally (the split is the whole file); anything else is a hub id loaded
-    with `load_dataset(source, config, split=split)`. Raises DataError naming the source on any failure."""
+    A source that exists on disk is read locally: a file is the whole split; a folder saved with `save_to_disk`
+    gives its split `spec.split`; a folder of data files gives the split `spec.split` as `datasets` infers splits
+    from its file names (train.jsonl, test.jsonl, ...: see `_load_folder`). Anything else is a hub id loaded with
+    `load_dataset(source, config, split=split)`. Raises DataError naming the source on any failure."""
     import datasets
 
     src = spec.source
@@ -57,15 +59,13 @@ def load_rows(spec):
             ds = datasets.load_from_disk(str(path))
             if isinstance(ds, datasets.DatasetDict):
                 ds = _pick_split(ds, spec.split, src)
+        elif path.is_dir():
+            ds = _load_folder(datasets, path, spec)
         elif path.exists():
-            files = sorted(str(f) for f in path.rglob("*") if f.suffix in LOCAL_BUILDERS) if path.is_dir() \
-                else [str(path)]
-            if not files:
-                raise DataError(f"{src}: no data files ({', '.join(LOCAL_BUILDERS)}) in this folder")
-            builders = {LOCAL_BUILDERS.get(Path(f).suffix) for f in files}
-            if None in builders or len(builders) != 1:
+            builder = LOCAL_BUILDERS.get(path.suffix)
+            if builder is None:
                 raise DataError(f"{src}: cannot tell the file format; use one of {sorted(LOCAL_BUILDERS)}")
-            ds = datasets.load_dataset(builders.pop(), data_files=files, split="train")
+            ds = datasets.load_dataset(builder, data_files=[str(path)], split="train")
         elif path.is_absolute() or src.startswith((".", "~")) or path.suffix in LOCAL_BUILDERS:
             raise DataError(f"{src}: no such file or folder")
         else:
@@ -78,6 +78,22 @@ def load_rows(spec):
     if spec.limit:
         ds = ds.select(range(min(spec.limit, len(ds))))
     return ds
+
+
+def _load_folder(datasets, path: Path, spec):
+    """The split `spec.split` of a folder of data files, as `datasets` infers splits from the file and subfolder
+    names (train, validation/valid/dev/val, test/testing/eval/evaluation; a hub snapshot's dataset card may declare
+    them and configurations too); a folder whose names say no split is the one split `train`."""
+    if not any(f.suffix in LOCAL_BUILDERS for f in path.rglob("*") if f.is_file()):
+        raise DataError(f"{spec.source}: no data files ({', '.join(LOCAL_BUILDERS)}) in this folder")
+    try:
+        return datasets.load_dataset(str(path), spec.config or None, split=spec.split)
+    except ValueError as e:
+        if "Unknown split" not in str(e):
+            raise
+        raise DataError(f"{spec.source}: the folder {path} has no split {spec.split!r} ({e}). Splits are read from "
+                        "the file or subfolder names (train, validation/valid/dev/val, test/testing/eval/evaluation, "
+                        "e.g. test.jsonl); a folder whose names say no split is the one split 'train'") from None
 
 
 def _pick_split(dd, split: str, src: str):
@@ -165,6 +181,16 @@ def answers_match(predicted: str | None, reference: str | float | int | None) ->
 # ------------------------------------------------------------------------------------------------ adapters
 
 
+class Adapted(list):
+    """The records an adapter read (a plain list of them), with the adapter's counts in `stats`: for hh_rlhf
+    {"skipped_rows": rows that could not be split}, for openmathinstruct `pair_records`' counts; {} otherwise.
+    Slices and other lists made from it are plain lists without `stats`."""
+
+    def __init__(self, items=(), stats: dict | None = None):
+        super().__init__(items)
+        self.stats = dict(stats or {})
+
+
 def _flag(v) -> bool:
     if isinstance(v, str):
         return v.strip().lower() in ("true", "1", "yes")
@@ -172,13 +198,16 @@ def _flag(v) -> bool:
 
 
 def openmathinstruct_records(ds, spec) -> list[GenerationRecord]:
-    """OpenMathInstruct-1 rows (question, generated_solution, is_correct[, expected_answer, dataset]) -> records."""
+    """OpenMathInstruct-1 rows (question, generated_solution, is_correct[, predicted_answer, expected_answer,
+    dataset]) -> records. A record's `answer` is the solution's own (`predicted_answer`), what a majority vote counts;
+    the reference (`expected_answer`) goes to `meta["reference"]`."""
     require_columns(ds, ["question", "generated_solution", "is_correct"], spec)
     out = []
     for row in ds:
         out.append(GenerationRecord(prompt=row["question"], response=row["generated_solution"],
-                                    is_correct=_flag(row["is_correct"]), answer=_str(row.get("expected_answer")),
-                                    meta={"source": spec.source, "dataset": row.get("dataset")}))
+                                    is_correct=_flag(row["is_correct"]), answer=_str(row.get("predicted_answer")),
+                                    meta={"source": spec.source, "dataset": row.get("dataset"),
+                                          "reference": _str(row.get("expected_answer"))}))
     return out
 
 
@@ -206,9 +235,9 @@ def pair_records(records: list[GenerationRecord], seed: int = 0, max_pairs_per_q
     return pairs, dict(stats)
 
 
-def openmathinstruct_pairs(ds, spec) -> list[PreferencePair]:
-    pairs, _ = pair_records(openmathinstruct_records(ds, spec))
-    return pairs
+def openmathinstruct_pairs(ds, spec) -> Adapted:
+    pairs, stats = pair_records(openmathinstruct_records(ds, spec))
+    return Adapted(pairs, stats)
 
 
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
@@ -244,10 +273,10 @@ def split_shared_prefix(chosen: str, rejected: str) -> tuple[str, str, str] | No
     return chosen[:cut], c, r
 
 
-def hh_rlhf_pairs(ds, spec) -> list[PreferencePair]:
+def hh_rlhf_pairs(ds, spec) -> Adapted:
     """Anthropic HH-RLHF rows (chosen, rejected dialogues) -> pairs whose prompt is the shared dialogue prefix.
     Rows that cannot be split (no shared assistant turn, identical responses) are left out and counted in the
-    pairs' meta (`skipped_rows` on the first pair)."""
+    returned list's `stats["skipped_rows"]` (not in any pair, so the count never travels with one into a split)."""
     require_columns(ds, ["chosen", "rejected"], spec)
     out, skipped = [], 0
     for row in ds:
@@ -259,8 +288,7 @@ def hh_rlhf_pairs(ds, spec) -> list[PreferencePair]:
         out.append(PreferencePair(prompt, c, r, meta={"messages": split_dialogue(prompt[:-len(ASSISTANT)])}))
     if not out:
         raise DataError(f"{spec.source}: no HH-RLHF row could be split into prompt and responses")
-    out[0].meta["skipped_rows"] = skipped
-    return out
+    return Adapted(out, {"skipped_rows": skipped})
 
 
 def generic_pairs(ds, spec) -> list[PreferencePair]:
@@ -387,8 +415,9 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-def load_adapted(spec, kind: str | None = None) -> list:
-    """Read `spec` through its adapter. `kind` ("pairs", "records", "problems"), when given, must be the adapter's."""
+def load_adapted(spec, kind: str | None = None) -> Adapted:
+    """Read `spec` through its adapter. `kind` ("pairs", "records", "problems"), when given, must be the adapter's.
+    Returns a list (an `Adapted`) whose `stats` holds the adapter's counts, e.g. `skipped_rows` for hh_rlhf."""
     if spec.adapter not in ADAPTERS:
         raise DataError(f"unknown adapter {spec.adapter!r}; known: {sorted(ADAPTERS)}")
     a = ADAPTERS[spec.adapter]
@@ -397,7 +426,7 @@ def load_adapted(spec, kind: str | None = None) -> list:
     out = a.read(load_rows(spec), spec)
     if not out:
         raise DataError(f"{spec.source}: adapter {spec.adapter!r} found no records")
-    return out
+    return out if isinstance(out, Adapted) else Adapted(out)
 
 
 # ------------------------------------------------------------------------------------------------ chat templates
@@ -418,10 +447,11 @@ def render_prompt(tokenizer, prompt: str, messages: list[dict] | None, mode: str
 
 def apply_chat_template(items: list, tokenizer, mode: str = "auto") -> list:
     """Pairs or records with their prompts rendered by `render_prompt` (responses lose the leading space the raw
-    HH-RLHF format puts after "Assistant:"). Returns new objects; the raw prompt stays in meta["raw_prompt"]."""
+    HH-RLHF format puts after "Assistant:"). Returns new objects (an `Adapted` list keeps its `stats`); the raw
+    prompt stays in meta["raw_prompt"]."""
     if mode == "never" or not getattr(tokenizer, "chat_template", None):
         return items
-    out = []
+    out = Adapted([], items.stats) if isinstance(items, Adapted) else []
     for it in items:
         prompt = render_prompt(tokenizer, it.prompt, it.meta.get("messages"), mode)
         meta = {**it.meta, "raw_prompt": it.prompt}

@@ -7,6 +7,7 @@ model, trainer, train, save.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -22,11 +23,12 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from . import evaluation, plots
 from .best_of_n import measure as measure_best_of_n
-from .data import GenerationRecord, PairCollator, PreferencePair, encode_pairs, load_jsonl, save_jsonl
+from .data import (GenerationRecord, PairCollator, PreferencePair, SkipReport, check_tokenizer, encode, encode_pairs,
+                   load_jsonl, save_jsonl)
 from .generation import sample_responses
 from .launch import deepspeed_config_path, run_launched, write_job
 from .memory import estimate_memory
-from .models import frozen_policy, load_reward_model, merge_adapter, reward_model_from_policy, score
+from .models import frozen_policy, load_reward_model, merge_adapter, reward_model_from_policy, score, set_pad_token
 from .params import ModelParams, RMTrainingParams, RewardModelSpec, dump_yaml, to_dict
 from .qvalues import build_prototype
 from .runs import Run, atomic_write_json, atomic_write_text, cached, seed_everything, start_run, to_jsonable
@@ -86,8 +88,9 @@ def cached_samples(p: RMTrainingParams, cache_root: Path, policy_dir: Path, spli
     else:
         raise ValueError(f"purpose {purpose!r}: expected pairs, eval or best_of_n")
     seed = p.seed * 1000 + {"pairs": 1, "eval": 2, "best_of_n": 3}[purpose]
+    # the batch size is part of the key: samples of one batch share a random stream (generation.sample_responses)
     key = {"artifact": "samples", "version": 1, "policy": policy_cache_key(p.world, p.policy, p.seed),
-           "split": split, "seed": seed, **{k: v for k, v in args.items() if k != "batch_size"}}
+           "split": split, "seed": seed, **args}
 
     def build(d: Path) -> None:
         save_jsonl(sample_split(policy_dir, split, seed=seed, **args), d / "records.jsonl")
@@ -132,6 +135,120 @@ def split_heldout(pairs: list[PreferencePair], fraction: float, seed: int
     return train, held
 
 
+# ------------------------------------------------------------------------------------------------ valid inputs
+#
+# Training keeps a pair only when `data.encode_pairs` does: both sides non-empty, chosen != rejected, and neither
+# side longer than training.max_length tokens. The same rules apply to everything that is scored afterwards
+# (held-out pairs, evaluation records, the prototype's pairs), so nothing is scored that training would refuse
+# and nothing raises a bare "empty response" after hours of training. Everything left out is counted by reason.
+
+
+def screen_pairs(tokenizer, pairs: list[PreferencePair], max_length: int | None
+                 ) -> tuple[list[dict], list[PreferencePair], SkipReport]:
+    """`encode_pairs`'s rules, pair by pair: (encodings of the kept pairs, the kept pairs, counts by reason).
+    `max_length` None checks no length. The encodings equal what `encode_pairs` gives for the kept pairs."""
+    check_tokenizer(tokenizer)
+    limit = max_length if max_length is not None else float("inf")
+    report, enc, kept = SkipReport(), [], []
+    for pair in pairs:
+        e, r = encode_pairs(tokenizer, [pair], limit)
+        report.kept += r.kept
+        report.skipped.update(r.skipped)
+        if e:
+            enc.append(e[0])
+            kept.append(pair)
+    return enc, kept, report
+
+
+def screen_records(tokenizer, records: list[GenerationRecord], max_length: int | None
+                   ) -> tuple[list[GenerationRecord], list[int], SkipReport]:
+    """Evaluation records that can be scored as training scores a pair's side: a non-empty response, and the
+    sequence no longer than `max_length` tokens (None: any length). Returns (kept records, their indices in
+    `records`, counts by reason; the reasons are worded as `encode_pairs` words them)."""
+    report, kept, idx = SkipReport(), [], []
+    for i, r in enumerate(records):
+        if not r.response:
+            report.skipped["empty response"] += 1
+            continue
+        if max_length is not None and len(encode(tokenizer, r.prompt, r.response).input_ids) > max_length:
+            report.skipped[f"longer than max_length={max_length}"] += 1
+            continue
+        kept.append(r)
+        idx.append(i)
+        report.kept += 1
+    return kept, idx, report
+
+
+def screening_tokenizer(p: RMTrainingParams, policy_dir: str | Path):
+    """The tokenizer reward models of `p` train with: the policy's, with the pad token `reward_model_from_policy`
+    gives it (only a tokenizer without one distinct from EOS changes, unless model.pad_token names one)."""
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    set_pad_token(tokenizer, p.model.pad_token)
+    return tokenizer
+
+
+def screen_world(world: "ToyWorld", tokenizer, max_length: int, source: dict | None = None) -> "ToyWorld":
+    """`world` with only the pairs and records the reward models can be trained and scored on (see
+    `screen_pairs`, `screen_records`). The counts go to `world.pair_stats["skipped"]`: {"source": rows an adapter
+    left out, per data set (`source`), "train"/"heldout": {reason: n}, "eval": {split: {reason: n}}}; the pair
+    counts in pair_stats become the kept ones. The policy's accuracy stays that of all its samples."""
+    _, train, s_train = screen_pairs(tokenizer, world.train_pairs, max_length)
+    _, held, s_held = screen_pairs(tokenizer, world.heldout_pairs, max_length)
+    evals, s_eval = {}, {}
+    for split, recs in world.eval_records.items():
+        evals[split], _, rep = screen_records(tokenizer, recs, max_length)
+        s_eval[split] = dict(rep.skipped)
+    skipped = {"source": dict(source or {}), "train": dict(s_train.skipped), "heldout": dict(s_held.skipped),
+               "eval": s_eval}
+    if not train:
+        raise RuntimeError(f"no training pairs are left after leaving out invalid ones: {skipped}")
+    stats = {**world.pair_stats, "skipped": skipped}
+    if "train_pairs" in stats:
+        stats.update(train_pairs=len(train), heldout_pairs=len(held))
+    if any(_total(v) for v in (skipped["train"], skipped["heldout"], skipped["eval"], skipped["source"])):
+        log.warning("left out of the world: %s", describe_skips(skipped))
+    return replace(world, train_pairs=train, heldout_pairs=held, eval_records=evals, pair_stats=stats)
+
+
+def _total(counts: dict) -> int:
+    """Sum of a possibly nested {reason: n} / {split: {reason: n}} dict."""
+    return sum(_total(v) if isinstance(v, dict) else int(v) for v in counts.values())
+
+
+def describe_skips(skipped: dict) -> str:
+    """One line per part of the data with anything left out, by reason; "nothing left out" when all is kept."""
+    lines = []
+    for part in ("source", "train", "heldout", "eval"):
+        v = skipped.get(part) or {}
+        groups = v.items() if part in ("eval", "source") else [(None, v)]
+        for sub, counts in groups:
+            if _total(counts):
+                name = part if sub is None else f"{part} {sub}"
+                lines.append(f"{name}: {_total(counts)} left out (" +
+                             ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) + ")")
+    return "\n".join(lines) if lines else "nothing left out"
+
+
+def merge_skips(*parts: dict) -> dict:
+    """Add skip-count dicts shaped like `screen_world`'s, key by key."""
+    out: dict = {}
+    for part in parts:
+        for k, v in part.items():
+            if isinstance(v, dict):
+                out[k] = merge_skips(out.get(k, {}), v)
+            else:
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+def release_accelerator_memory() -> None:
+    """Collect unreferenced models (reference cycles included) and hand the CUDA allocator's cached blocks back,
+    so launched training processes find the GPU memory this process used for generation and scoring free."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 # ------------------------------------------------------------------------------------------------ the world
 
 
@@ -163,7 +280,8 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     acc = {s: float(np.mean([r.is_correct for r in recs])) for s, recs in eval_records.items()}
     acc["pairs_samples_id"] = float(np.mean([r.is_correct for r in pair_records]))
     stats.update(train_pairs=len(train), heldout_pairs=len(held))
-    return save_world(run, ToyWorld(policy_dir, eval_records, train, held, stats, acc))
+    world = ToyWorld(policy_dir, eval_records, train, held, stats, acc)
+    return save_world(run, screen_world(world, screening_tokenizer(p, policy_dir), p.training.max_length))
 
 
 def save_world(run: Run, world: ToyWorld) -> ToyWorld:
@@ -192,11 +310,16 @@ def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     from . import real_data
 
     d = p.data
-    tokenizer = AutoTokenizer.from_pretrained(p.model.backbone)
-    pairs = real_data.apply_chat_template(real_data.load_adapted(d.train, "pairs"), tokenizer, d.chat_template)
+    # the pad token reward models get (model.pad_token): greedy answering pads its batches with it
+    tokenizer = screening_tokenizer(p, p.model.backbone)
+    raw = real_data.load_adapted(d.train, "pairs")
+    source = {"train": _source_skips(raw, d.train.adapter)}
+    pairs = real_data.apply_chat_template(raw, tokenizer, d.chat_template)
     if d.test.adapter:
         train = pairs
-        held = real_data.apply_chat_template(real_data.load_adapted(d.test, "pairs"), tokenizer, d.chat_template)
+        raw = real_data.load_adapted(d.test, "pairs")
+        source["test"] = _source_skips(raw, d.test.adapter)
+        held = real_data.apply_chat_template(raw, tokenizer, d.chat_template)
     else:
         train, held = split_heldout(pairs, p.pairs.heldout_fraction, p.seed)
     eval_records = {}
@@ -210,6 +333,7 @@ def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
                 problems = real_data.load_adapted(spec, "problems")
                 save_jsonl(real_data.answer_problems(problems, p.model.backbone, tokenizer, d.max_new_tokens,
                                                      chat_template=d.chat_template), tmp / "records.jsonl")
+                release_accelerator_memory()  # the answering model, on the GPU when there is one
 
             recs = load_jsonl(cached(run.cache_root, "samples", key, build) / "records.jsonl", GenerationRecord)
         else:
@@ -217,7 +341,19 @@ def build_real_world(p: RMTrainingParams, run: Run) -> ToyWorld:
         eval_records[name] = recs
     stats = {"train_pairs": len(train), "heldout_pairs": len(held), "source": d.train.source}
     acc = {name: float(np.mean([r.is_correct for r in recs])) for name, recs in eval_records.items()}
-    return save_world(run, ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc))
+    world = ToyWorld(Path(p.model.backbone), eval_records, train, held, stats, acc)
+    return save_world(run, screen_world(world, tokenizer, p.training.max_length,
+                                        {k: v for k, v in source.items() if v}))
+
+
+def _source_skips(items: list, adapter: str) -> dict:
+    """Rows of a data set its adapter could not use (HH-RLHF: rows not splittable into prompt and responses), as
+    {reason: n}. The count is read wherever the adapter left it: `skipped_rows` in the `stats` of the list it
+    returned, or in an item's meta (older adapters put it on the first pair), where it is removed so it does not
+    travel with that pair into a split's pairs file."""
+    n = int((getattr(items, "stats", None) or {}).get("skipped_rows", 0) or 0)
+    n += sum(int(it.meta.pop("skipped_rows", 0) or 0) for it in items)
+    return {f"rows the {adapter} adapter could not use": n} if n else {}
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -347,7 +483,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
         # model stays untouched); the policy itself, frozen, is the DPO reference
         reference = frozen_policy(policy_dir, **(dict(model_params=p.model, quant=p.quant) if scale else {}))
         attach_lm_head(model, reference, trainable=not p.lora.enabled)
-    train_enc, skips = encode_pairs(tokenizer, train_pairs, t.max_length)
+    train_enc, kept, skips = screen_pairs(tokenizer, train_pairs, t.max_length)
     if not train_enc:
         raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
@@ -361,7 +497,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
         if trainer.is_world_process_zero():
             out_dir.mkdir(parents=True, exist_ok=True)
             save_file({"weight": weight}, str(out_dir / "grm_lm_head.safetensors"))
-    probe = [pr for pr in train_pairs[:PROBE_PAIRS]]
+    probe = kept[:PROBE_PAIRS]  # pairs that can be scored (an empty side cannot)
     probe_prompts = [x.prompt for x in probe] * 2
     probe_responses = [x.chosen for x in probe] + [x.rejected for x in probe]
     # every process takes part: under ZeRO-3 each forward gathers the partitioned weights from all of them
@@ -391,18 +527,22 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
     return out_dir
 
 
-def check_saved_rewards(out_dir: Path, tolerance: float | None = None) -> dict:
-    """Load the checkpoint in `out_dir` with plain `transformers` in this one process and score the probe pairs of
-    `rewards_at_save.json` again. Returns {"max_abs_diff", "n", "tolerance", "ok"}; writes checkpoint_check.json.
-    The default tolerance is 1e-4 for float32 and 5e-2 for bf16 or 4-bit training (the merged 4-bit model is the
-    dequantised base plus the adapter, which differs from the 4-bit kernels by rounding)."""
+def check_saved_rewards(out_dir: Path, tolerance: float | None = None, device: str = "cpu") -> dict:
+    """Load the checkpoint in `out_dir` with plain `transformers` in this one process, on `device`, and score the
+    probe pairs of `rewards_at_save.json` again. Returns {"max_abs_diff", "n", "tolerance", "ok"}; writes
+    checkpoint_check.json. The default tolerance is 1e-4 for float32 and 5e-2 for bf16 or 4-bit training (the
+    merged 4-bit model is the dequantised base plus the adapter, which differs from the 4-bit kernels by
+    rounding)."""
     saved = json.loads((out_dir / "rewards_at_save.json").read_text())
     spec = json.loads((out_dir / "rm_spec.json").read_text())
     if tolerance is None:
         low = spec.get("model", {}).get("dtype", "float32") != "float32" or spec.get("quant", {}).get("load_in_4bit")
         tolerance = 5e-2 if low else 1e-4
     model, tokenizer = load_reward_model(out_dir)
+    model.to(device)
     again = score(model, tokenizer, saved["prompts"], saved["responses"], desc="probe")
+    del model
+    release_accelerator_memory()
     diff = float((again - torch.tensor(saved["rewards"])).abs().max()) if len(again) else 0.0
     out = {"max_abs_diff": diff, "n": len(again), "tolerance": tolerance, "ok": diff <= tolerance}
     atomic_write_json(out_dir / "checkpoint_check.json", out)
@@ -415,16 +555,22 @@ def check_saved_rewards(out_dir: Path, tolerance: float | None = None) -> dict:
 def finish_reward_model(p: RMTrainingParams, world: ToyWorld, out_dir: Path,
                         train_pairs: list[PreferencePair] | None = None) -> Path:
     """After `fit_reward_model` (in this process or a launched one): check the saved checkpoint against the trained
-    model's rewards, build the `correct` prototype from it (chosen responses of `train_pairs`, by default all of
-    `world.train_pairs`), drop the training checkpoints and mark it DONE."""
+    model's rewards, build the `correct` prototype from it (chosen responses of the pairs of `train_pairs`, by
+    default all of `world.train_pairs`, that the model was trained on: those `encode_pairs` keeps), drop the
+    training checkpoints and mark it DONE. Both checks run on `eval_device(p)`."""
     train_pairs = world.train_pairs if train_pairs is None else train_pairs
-    check_saved_rewards(out_dir)
+    device = eval_device(p)
+    check_saved_rewards(out_dir, device=device)
     model, tokenizer = load_reward_model(out_dir)
-    model.to(eval_device(p))
-    proto = build_prototype(model, tokenizer, [x.prompt for x in train_pairs],
-                            [x.chosen for x in train_pairs], name="correct", pooling="last",
-                            provenance={"checkpoint": str(out_dir), "data": "chosen responses of train_pairs.jsonl"})
+    model.to(device)
+    _, trained, skips = screen_pairs(tokenizer, train_pairs, p.training.max_length)
+    proto = build_prototype(model, tokenizer, [x.prompt for x in trained],
+                            [x.chosen for x in trained], name="correct", pooling="last",
+                            provenance={"checkpoint": str(out_dir), "data": "chosen responses of train_pairs.jsonl",
+                                        "pairs_left_out": dict(skips.skipped)})
     proto.save(out_dir)
+    del model
+    release_accelerator_memory()
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     (out_dir / DONE).write_text("trained\n")
     return out_dir
@@ -455,28 +601,48 @@ def train_one_reward_model(p: RMTrainingParams, world: ToyWorld, spec: RewardMod
             job = write_job(launch_dir / "fit_reward_model.json", "fit_reward_model", params_file=params_file,
                             pairs_file=pairs_file, policy_dir=str(world.policy_dir), spec=to_dict(spec),
                             rm_seed=rm_seed, out_dir=str(out_dir.resolve()))
+            release_accelerator_memory()  # models this process put on the GPU (answering, scoring, prototypes)
             run_launched(job, p.distributed.n_processes, p.distributed.launcher)
     elif not (out_dir / "SAVED").is_file():
         fit_reward_model(p, world.policy_dir, train_pairs, spec, rm_seed, out_dir)
     return finish_reward_model(p, world, out_dir, train_pairs)
 
 
-def evaluate_reward_model(model_dir: Path, world: ToyWorld, batch_size: int = 256, device: str = "cpu") -> dict:
+def evaluate_reward_model(model_dir: Path, world: ToyWorld, batch_size: int = 256, device: str = "cpu",
+                          max_length: int | None = None) -> dict:
     """Held-out pairwise accuracy and, per split, AUROC of the final reward for correctness; the model is loaded
-    with plain `transformers` from `model_dir`, as a user would. Writes eval_scores.json beside it."""
+    with plain `transformers` from `model_dir`, as a user would. Writes eval_scores.json beside it (per split, one
+    reward per record of `world.eval_records`, null for a record left out).
+
+    Only what training would accept is scored: held-out pairs by `encode_pairs`'s rules, records with a non-empty
+    response, both no longer than `max_length` tokens (default: the model's training.max_length in rm_spec.json).
+    A world from `build_world` is screened already; what is left out here is counted in the result's
+    `skipped` ({"heldout": {reason: n}, "eval": {split: {reason: n}}})."""
+    if max_length is None:
+        spec_file = Path(model_dir) / "rm_spec.json"
+        if spec_file.is_file():
+            max_length = json.loads(spec_file.read_text()).get("training", {}).get("max_length")
     model, tokenizer = load_reward_model(model_dir)
     model.to(device)
-    held = world.heldout_pairs
+    _, held, held_skips = screen_pairs(tokenizer, world.heldout_pairs, max_length)
     rc = score(model, tokenizer, [x.prompt for x in held], [x.chosen for x in held], batch_size)
     rr = score(model, tokenizer, [x.prompt for x in held], [x.rejected for x in held], batch_size)
-    out = {"pairwise_accuracy": evaluation.pairwise_accuracy(rc, rr), "auroc": {}}
+    out = {"pairwise_accuracy": evaluation.pairwise_accuracy(rc, rr), "auroc": {},
+           "skipped": {"heldout": dict(held_skips.skipped), "eval": {}}}
     scores = {}
-    for split, recs in world.eval_records.items():
+    for split, all_recs in world.eval_records.items():
+        recs, idx, rep = screen_records(tokenizer, all_recs, max_length)
+        out["skipped"]["eval"][split] = dict(rep.skipped)
         s = score(model, tokenizer, [r.prompt for r in recs], [r.response for r in recs], batch_size,
                   desc=f"scoring {split}")
         out["auroc"][split] = evaluation.auroc(s.tolist(), [r.is_correct for r in recs])
-        scores[split] = s.tolist()
+        aligned = [None] * len(all_recs)
+        for i, v in zip(idx, s.tolist()):
+            aligned[i] = v
+        scores[split] = aligned
     atomic_write_json(model_dir / "eval_scores.json", scores)
+    del model
+    release_accelerator_memory()
     return out
 
 
@@ -496,6 +662,8 @@ class RMTrainingResult:
     summary: list[dict]
     model_dirs: dict[str, list[Path]]
     data_size_curve: list[dict] = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)
+    """everything left out, by reason (`skip_counts`)"""
 
 
 def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrainingResult:
@@ -518,11 +686,39 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
     full = [r for r in rows if r["all_pairs"]]
     summary = summarise(full, list(world.eval_records))
     curve = data_size_curve(rows, list(world.eval_records)) if counts else []
-    result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve)
+    skipped = skip_counts(world, [d for ds in dirs.values() for d in ds], full)
+    result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve, skipped)
     run.write_json("metrics.json", {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
                                     "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
-                                    "rows": rows, "summary": summary, "data_size_curve": curve})
+                                    "skipped": skipped, "rows": rows, "summary": summary, "data_size_curve": curve})
     return result
+
+
+def skip_counts(world: ToyWorld, model_dirs: list[Path], rows: list[dict]) -> dict:
+    """Everything left out of training and evaluation, by reason: what `screen_world` left out of the world
+    (`world.pair_stats["skipped"]`, adapter rows under "source") plus what was still left out later, when
+    encoding the training pairs (each model's encoding.json) or scoring (each row's `skipped`), taking the largest
+    count over models (they see the same data). Shaped {"source": {set: {reason: n}}, "train": {reason: n},
+    "heldout": {reason: n}, "eval": {split: {reason: n}}}; toy data leaves everything in."""
+    base = world.pair_stats.get("skipped", {})
+    later: dict = {"train": {}, "heldout": {}, "eval": {}}
+
+    def take_max(into: dict, counts: dict) -> None:
+        for k, v in counts.items():
+            into[k] = max(into.get(k, 0), v)
+
+    for d in model_dirs:
+        f = Path(d) / "encoding.json"
+        if f.is_file():
+            take_max(later["train"], json.loads(f.read_text()).get("skipped", {}))
+    for r in rows:
+        s = r.get("skipped", {})
+        take_max(later["heldout"], s.get("heldout", {}))
+        for split, counts in s.get("eval", {}).items():
+            take_max(later["eval"].setdefault(split, {}), counts)
+    out = merge_skips({"source": {}, "train": {}, "heldout": {},
+                       "eval": {s: {} for s in world.eval_records}}, base, later)
+    return out
 
 
 def subset_params(p: RMTrainingParams, n_pairs: int, n_all: int) -> RMTrainingParams:
@@ -602,8 +798,10 @@ def policy_accuracy_table(world: ToyWorld):
     """Share of correct sampled solutions per split (pandas DataFrame)."""
     import pandas as pd
 
-    return pd.DataFrame([{"split": k, "share correct": v, "n": len(world.eval_records.get(k, []))}
-                         for k, v in world.policy_accuracy.items()]).set_index("split")
+    rows = [{"split": k, "share correct": v, "n": len(world.eval_records.get(k, []))}
+            for k, v in world.policy_accuracy.items()]
+    # no evaluation sets (pairwise accuracy only, as paper_hh): an empty table with the same columns
+    return pd.DataFrame(rows, columns=["split", "share correct", "n"]).set_index("split")
 
 
 def results_table(result: RMTrainingResult):

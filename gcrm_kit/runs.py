@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -150,7 +151,8 @@ class Run:
 
 
 def start_run(params) -> Run:
-    """Open the run folder for `params` and write params.resolved.yaml, env.txt and git.txt into it.
+    """Open the run folder for `params` and write params.resolved.yaml, env.txt and git.txt into it (a resumed
+    run keeps the first attempt's env.txt and git.txt and appends a section to each: see `_record_attempt`).
 
     `params` is a notebook's params dataclass (it knows its notebook name and params name). When its `run_dir`
     is set, that existing folder is reused (prepared by `gcrm run`, or an interrupted run being resumed from its
@@ -175,9 +177,42 @@ def start_run(params) -> Run:
     else:
         run = Run(new_run_dir(params).resolve(), params.notebook, params)
     atomic_write_text(run.dir / "params.resolved.yaml", resolved)
-    atomic_write_text(run.dir / "env.txt", environment_report())
-    atomic_write_text(run.dir / "git.txt", git_sha(project_root()) + "\n")
+    _record_attempt(run.dir)
     return run
+
+
+#: environment variable naming the run folder this process (and the notebook kernel it starts) opened
+ATTEMPT_ENV = "GCRM_RUN_ATTEMPT_DIR"
+
+
+def _record_attempt(run_dir: Path) -> None:
+    """Write env.txt and git.txt for the first attempt at a run folder; a later attempt (a resume) keeps them and
+    appends its own section to each (``attempt <n> (<time>): <commit>`` in git.txt, the environment report under
+    ``--- attempt <n> ...`` in env.txt), warning when its commit differs from the first attempt's.
+
+    `gcrm run` opens the folder and the notebook it executes opens it again: one attempt. The folder is noted in
+    the environment (inherited by the notebook's kernel), and a process that finds its own folder there adds
+    nothing."""
+    git_file, env_file = run_dir / "git.txt", run_dir / "env.txt"
+    sha = git_sha(project_root())
+    same_attempt = os.environ.get(ATTEMPT_ENV) == str(run_dir)
+    os.environ[ATTEMPT_ENV] = str(run_dir)
+    if not git_file.is_file():
+        atomic_write_text(env_file, environment_report())
+        atomic_write_text(git_file, sha + "\n")
+        return
+    if same_attempt:
+        return
+    lines = git_file.read_text().splitlines()
+    first = lines[0].strip() if lines else "unknown"
+    n = 1 + sum(1 for x in lines if x.startswith("attempt ")) + 1
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    atomic_write_text(git_file, "\n".join(lines) + f"\nattempt {n} ({stamp}): {sha}\n")
+    old_env = env_file.read_text() if env_file.is_file() else ""
+    atomic_write_text(env_file, old_env.rstrip("\n") + f"\n\n--- attempt {n} ({stamp}) ---\n{environment_report()}")
+    if sha != first:
+        warnings.warn(f"{run_dir}: resumed (attempt {n}) at commit {sha}, but the run was started at {first}; "
+                      "its results mix the two (both are in git.txt)", stacklevel=3)
 
 
 def new_run_dir(params) -> Path:

@@ -30,14 +30,19 @@ Comparisons on the same prompts (`compare_methods`): plain sampling (the SFT bas
 reward at matched policy compute (and reranked by each goal term), beam search on the policy's probability alone
 (what the search gives without a goal), goal-guided decoding towards each target, and, in the toy world, the
 same search guided by an exact process value (what a goal term that is always right mid-solution reaches), each
-with the compute it used: policy tokens sampled, tokens run through the reward model, and wall-clock seconds.
+with the compute it used: policy tokens sampled, policy tokens processed (the sampled ones plus the prompt/prefix
+tokens every `generate` call encodes: the step-level decoder re-encodes each beam's prefix, once per candidate, at
+every step), tokens run through the reward model, and wall-clock seconds. Best-of-N's N is matched on policy tokens
+*sampled* only; the processed count is reported beside it, not matched.
 Attributes are scored by a judge: the toy world's exact scorers by default, or any function registered with
-`register_judge` (an LLM judge, for instance); none needs a paid service unless one is registered.
+`register_judge` (an LLM judge, for instance); none needs a paid service unless one is registered. Each distinct
+(prompt, response) is judged once per run (`CachedJudge`, held by the `SteeringSetup`): the labelled examples
+prototypes are built from are judged once, not once per reward model and seed. Only the attributes the judge
+scores are reported; correctness is reported beside each goal's aim when the judge scores `correct`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,8 +56,6 @@ from transformers import DynamicCache
 
 from .data import encode, pad_batch, pad_ids
 from .models import backbone_of, reward_forward
-
-log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ goal term
@@ -396,7 +399,9 @@ class Beam:
 
 @dataclass
 class Decoded:
-    """The decoder's answer for one prompt and what it cost: policy tokens sampled, reward-model tokens."""
+    """The decoder's answer for one prompt and what it cost: policy tokens sampled, reward-model tokens, and policy
+    tokens processed (`policy_tokens_processed`: the sampled tokens plus the prefix tokens every step's `generate`
+    call encoded, BOS + prompt + steps so far, once per candidate sampled from that prefix; padding not counted)."""
 
     prompt: str
     response: str
@@ -406,6 +411,7 @@ class Decoded:
     policy_tokens: int
     rm_tokens: int
     final_goal: float = float("nan")
+    policy_tokens_processed: int = 0
 
 
 def select_beams(pool: list[Beam], k: int, temperature: float, rng: np.random.Generator) -> list[Beam]:
@@ -447,6 +453,7 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings,
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     prompt_ids = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     policy_tokens = [0] * len(prompts)
+    policy_tokens_processed = [0] * len(prompts)  # prefix tokens each generate call encodes + sampled tokens
     rm_tokens = [0] * len(prompts)
     if s.goal_aggregation not in ("step", "latest"):
         raise ValueError(f"unknown goal_aggregation {s.goal_aggregation!r}; expected 'step' or 'latest'")
@@ -472,9 +479,11 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings,
         # one candidate per distinct (prefix, step): duplicates would fill the beam with copies
         seen, cands = set(), []
         for j, beam in enumerate(live):
+            policy_tokens_processed[beam.prompt_index] += counts[j] * len(prefixes[j])  # one row per candidate
             for k in range(counts[j]):
                 st = steps[offsets[j] + k]
                 policy_tokens[beam.prompt_index] += len(st.ids)
+                policy_tokens_processed[beam.prompt_index] += len(st.ids)
                 key = (beam.prompt_index, tuple(beam.token_ids), tuple(st.ids))
                 if st.ids and key not in seen:
                     seen.add(key)
@@ -532,7 +541,8 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings,
         best = max(pool, key=lambda b: b.score) if pool else Beam(i, truncated=True)
         text = tokenizer.decode(best.token_ids, skip_special_tokens=True)
         out.append(Decoded(prompt, text, best.score, len(best.steps), best.truncated or not best.finished,
-                           policy_tokens[i], rm_tokens[i], best.goals[-1] if best.goals else float("nan")))
+                           policy_tokens[i], rm_tokens[i], best.goals[-1] if best.goals else float("nan"),
+                           policy_tokens_processed[i]))
     return out
 
 
@@ -563,7 +573,9 @@ def format_trace(trace: list[dict], prompt: str | None = None) -> str:
 
 @dataclass
 class Sampled:
-    """N sampled responses per prompt, with the reward model's reward and final state for each (when scored)."""
+    """N sampled responses per prompt, with the reward model's reward and final state for each (when scored).
+    `policy_tokens`: tokens sampled per prompt; `policy_tokens_processed`: those plus the N encodings of
+    BOS + prompt."""
 
     prompts: list[str]
     responses: list[list[str]]
@@ -571,18 +583,23 @@ class Sampled:
     rewards: torch.Tensor | None = None   # (P, N)
     final_hidden: torch.Tensor | None = None  # (P, N, D)
     rm_tokens: list[int] | None = None
+    policy_tokens_processed: list[int] | None = None
 
 
 def sample_solutions(policy, tokenizer, prompts: list[str], n: int, temperature: float, max_new_tokens: int,
                      seed: int, suppress_tokens: list[str] | None = None, batch_size: int = 256) -> Sampled:
-    """`n` whole solutions per prompt (plain sampling), with the policy tokens each prompt used (response + EOS)."""
+    """`n` whole solutions per prompt (plain sampling), with the policy tokens each prompt sampled (response + EOS)
+    and processed (those plus the `n` encodings of BOS + prompt, one per sample)."""
     from .generation import sample_responses
 
     outs = sample_responses(policy, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, suppress_tokens=suppress_tokens, seed=seed, desc="sampling")
     tokens = [sum(min(max_new_tokens, len(tokenizer(r, add_special_tokens=False)["input_ids"]) + 1) for r in rs)
               for rs in outs]
-    return Sampled(prompts, outs, tokens)
+    bos = 1 if tokenizer.bos_token_id is not None else 0
+    processed = [t + n * (bos + len(tokenizer(q, add_special_tokens=False)["input_ids"]))
+                 for q, t in zip(prompts, tokens)]
+    return Sampled(prompts, outs, tokens, policy_tokens_processed=processed)
 
 
 @torch.no_grad()
@@ -647,6 +664,34 @@ def get_judge(name: str) -> Judge:
     return JUDGES[name]()
 
 
+class CachedJudge:
+    """A judge that scores each distinct (prompt, response) once and reuses the scores afterwards.
+
+    A judge may be a paid service, and the stage asks for the same examples many times (the labelled examples for
+    every reward model and seed, the held-out pairs for every diagnostic, answers several methods share). Each
+    call passes only the examples not judged yet, each once, to the wrapped judge, in one call. `calls` counts the
+    wrapped judge's calls, `scores` holds every score so far ((prompt, response) -> attribute scores)."""
+
+    def __init__(self, judge: Judge, name: str = ""):
+        self.judge = judge
+        self.name = name
+        self.scores: dict[tuple[str, str], dict[str, float]] = {}
+        self.calls = 0
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> list[dict[str, float]]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        keys = list(zip(prompts, responses))
+        new = [k for k in dict.fromkeys(keys) if k not in self.scores]
+        if new:
+            got = self.judge([q for q, _ in new], [r for _, r in new])
+            self.calls += 1
+            if len(got) != len(new):
+                raise ValueError(f"judge {self.name!r} returned {len(got)} scores for {len(new)} responses")
+            self.scores.update(zip(new, got))
+        return [dict(self.scores[k]) for k in keys]
+
+
 def attribute_rates(judged: list[dict[str, float]]) -> dict[str, float]:
     """Mean of every attribute over the judged responses."""
     keys = list(judged[0]) if judged else []
@@ -681,7 +726,8 @@ def resolve_device(name: str) -> torch.device:
 @dataclass
 class SteeringSetup:
     """What the comparison builds on: the RM run, its policy, the reward models (name -> [(seed, folder)]), the
-    evaluation prompts and the labelled (prompt, response) examples prototypes are built from."""
+    evaluation prompts and the labelled (prompt, response) examples prototypes are built from. `judges` holds
+    the run's judges (name -> `CachedJudge`), so every example is judged once per run whatever asks for it."""
 
     rm_run_dir: Path
     rm_params: object
@@ -690,6 +736,13 @@ class SteeringSetup:
     prompts: list[str]
     labelled: list[tuple[str, str]]
     device: torch.device
+    judges: dict[str, CachedJudge] = field(default_factory=dict)
+
+    def judge(self, name: str) -> CachedJudge:
+        """The judge registered as `name`, made once for this setup and wrapped in a `CachedJudge`."""
+        if name not in self.judges:
+            self.judges[name] = CachedJudge(get_judge(name), name)
+        return self.judges[name]
 
     @property
     def seeds(self) -> list[int]:
@@ -745,28 +798,45 @@ def prepare(p, run) -> SteeringSetup:
     return setup
 
 
-def label_counts(p, setup: SteeringSetup) -> dict[str, dict]:
-    """For each prototype, how many labelled examples it is built from (and the attribute rates overall)."""
-    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+def label_table(p, setup: SteeringSetup) -> list[dict[str, float]]:
+    """The judge's scores of the labelled examples (one dict per `setup.labelled` entry, in order): judged once per
+    run (the setup's `CachedJudge`), then reused by every prototype build, count and overview. Checks that the
+    judge scores every prototype's attribute and every target's aim."""
+    judged = setup.judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    have = set(judged[0]) if judged else set()
+    for spec in p.prototypes:
+        if judged and spec.attribute not in have:
+            raise KeyError(f"prototype {spec.name!r}: the judge {p.judge!r} has no attribute {spec.attribute!r}; "
+                           f"it scores {sorted(have)}")
+    for t in p.targets:
+        if judged and t.aim not in have:
+            raise KeyError(f"target {t.name!r}: the judge {p.judge!r} has no attribute {t.aim!r} to aim at; "
+                           f"it scores {sorted(have)}")
+    return judged
+
+
+def label_counts(p, setup: SteeringSetup, labels: list[dict] | None = None) -> dict[str, dict]:
+    """For each prototype, how many labelled examples it is built from. `labels`: the judge's scores of
+    `setup.labelled` (`label_table`; judged, once per run, when not given)."""
+    judged = label_table(p, setup) if labels is None else labels
     out = {}
     for spec in p.prototypes:
-        if spec.attribute not in judged[0]:
-            raise KeyError(f"prototype {spec.name!r}: the judge {p.judge!r} has no attribute {spec.attribute!r}; "
-                           f"it scores {sorted(judged[0])}")
         n = sum(bool(j[spec.attribute]) == spec.value for j in judged)
         out[spec.name] = {"attribute": spec.attribute, "value": spec.value, "count": n}
     return out
 
 
 @torch.no_grad()
-def build_prototypes(p, setup: SteeringSetup, model, tokenizer, rm_name: str, seed: int, save_dir: Path | None = None
-                     ) -> dict:
+def build_prototypes(p, setup: SteeringSetup, model, tokenizer, rm_name: str, seed: int, save_dir: Path | None = None,
+                     labels: list[dict] | None = None) -> dict:
     """One prototype per `p.prototypes` entry for this reward model: the mean pooled final state over the labelled
-    responses whose attribute equals the spec's value. Saved (with provenance) under `save_dir`/prototypes/.
+    responses whose attribute equals the spec's value. Saved (with provenance) under `save_dir`/prototypes/
+    (`qvalues.Prototype.save` adds that folder). `labels`: the judge's scores of `setup.labelled` (`label_table`;
+    taken from the run's judge cache when not given, so the examples are judged once, not once per model).
     Returns name -> qvalues.Prototype."""
     from .qvalues import Prototype, pooled_states, prototype_provenance
 
-    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    judged = label_table(p, setup) if labels is None else labels
     states = pooled_states(model, tokenizer, [q for q, _ in setup.labelled], [r for _, r in setup.labelled],
                            pooling=p.prototype_pooling)
     out = {}
@@ -799,7 +869,7 @@ def prototype_diagnostics(p, setup: SteeringSetup, model, tokenizer, goals: dict
 
     held = load_jsonl(setup.rm_run_dir / "data" / "heldout_pairs.jsonl", PreferencePair)
     pairs = [(x.prompt, r) for x in held for r in (x.chosen, x.rejected)]
-    judged = get_judge(p.judge)([q for q, _ in pairs], [r for _, r in pairs])
+    judged = setup.judge(p.judge)([q for q, _ in pairs], [r for _, r in pairs])
     sep = tokenizer(p.beam.step_end, add_special_tokens=False)["input_ids"][0]
     dev = next(model.parameters()).device
     finals = {t: [] for t in goals}
@@ -832,10 +902,15 @@ def _rates(judge: Judge, prompts: list[str], responses: list[str]) -> dict[str, 
 
 
 def _row(method: str, seed: int, prompts: list[str], responses: list[str], judge: Judge, policy_tokens: list[int],
-         rm_tokens: list[int], seconds: float, rm: str = "", target: str = "", **extra) -> dict:
+         policy_processed: list[int], rm_tokens: list[int], seconds: float, rm: str = "", target: str = "",
+         **extra) -> dict:
+    """One result row: attribute rates, and per prompt the policy tokens sampled (`policy_tokens`, what best-of-N's
+    N is matched on), the policy tokens processed (`policy_tokens_processed`: sampled + prompt/prefix tokens
+    encoded), reward-model tokens and seconds."""
     return {"method": method, "reward_model": rm, "target": target, "seed": seed,
             **{f"rate_{k}": v for k, v in _rates(judge, prompts, responses).items()},
-            "policy_tokens": float(np.mean(policy_tokens)), "rm_tokens": float(np.mean(rm_tokens)),
+            "policy_tokens": float(np.mean(policy_tokens)),
+            "policy_tokens_processed": float(np.mean(policy_processed)), "rm_tokens": float(np.mean(rm_tokens)),
             "seconds": seconds, "seconds_per_prompt": seconds / max(1, len(prompts)), **extra}
 
 
@@ -875,13 +950,16 @@ class SteeringResult:
 
 def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
     """Every method on the same prompts, for every seed: plain sampling, beam search on the policy alone, guided
-    decoding with each reward model towards each target, then best-of-N (N matched to the guided decoder's policy
-    tokens unless `p.best_of_n` is set) reranked by each reward model's final reward and by each goal term.
-    Prototypes are built and saved per reward model and seed under run/prototypes/. Writes metrics.json and
-    responses.json."""
+    decoding with each reward model towards each target, then best-of-N (N matched to the policy tokens the guided
+    decoder *sampled*, unless `p.best_of_n` is set; the prefix tokens it re-encodes at every step are reported as
+    `policy_tokens_processed` but not matched) reranked by each reward model's final reward and by each goal term.
+    Prototypes are built and saved per reward model and seed under run/prototypes/<rm>_seed<k>/prototypes/. The
+    labelled examples are judged once (`label_table`) and every response through the setup's `CachedJudge`.
+    Writes responses.json."""
     from .toyworld import MARK_CHARS
 
-    judge = get_judge(p.judge)
+    judge = setup.judge(p.judge)
+    labels = label_table(p, setup)
     settings = beam_settings(p)
     policy, tok = setup.load_policy()
     prompts = setup.prompts
@@ -893,20 +971,23 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
         with Timer() as t:
             plain = sample_solutions(policy, tok, prompts, 1, settings.temperature, max_new, dseed, suppress)
         plain_resp = [r[0] for r in plain.responses]
-        rows.append(_row("plain", seed, prompts, plain_resp, judge, plain.policy_tokens, [0] * len(prompts), t.seconds))
+        rows.append(_row("plain", seed, prompts, plain_resp, judge, plain.policy_tokens, plain.policy_tokens_processed,
+                         [0] * len(prompts), t.seconds))
         responses.setdefault("plain", {})[seed] = plain_resp
         with Timer() as t:
             dec = decode_in_batches(policy, tok, prompts, settings, p.batch_size, seed=dseed, suppress_tokens=suppress,
                                     desc="beam search, policy only")
         rows.append(_row("beam_policy_only", seed, prompts, [d.response for d in dec], judge,
-                         [d.policy_tokens for d in dec], [0] * len(prompts), t.seconds))
+                         [d.policy_tokens for d in dec], [d.policy_tokens_processed for d in dec], [0] * len(prompts),
+                         t.seconds))
         responses.setdefault("beam_policy_only", {})[seed] = [d.response for d in dec]
         if p.exact_oracle:
             with Timer() as t:
                 dec = decode_in_batches(policy, tok, prompts, settings, p.batch_size, ExactPrefixScorer(tok),
                                         exact_goal, seed=dseed, suppress_tokens=suppress, desc="guided: exact oracle")
             rows.append(_row("guided_oracle", seed, prompts, [d.response for d in dec], judge,
-                             [d.policy_tokens for d in dec], [0] * len(prompts), t.seconds, "", "error_free"))
+                             [d.policy_tokens for d in dec], [d.policy_tokens_processed for d in dec],
+                             [0] * len(prompts), t.seconds, "", "error_free"))
             responses.setdefault("guided_oracle", {})[seed] = [d.response for d in dec]
         models, guided_tokens = {}, []
         for name in p.reward_models:
@@ -914,7 +995,8 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
             if rtok.get_vocab() != tok.get_vocab():
                 raise ValueError(f"reward model {name} seed {seed} does not share the policy's tokenizer; the decoder "
                                  "passes token ids from one to the other")
-            protos = build_prototypes(p, setup, model, rtok, name, seed, run.dir / "prototypes" / f"{name}_seed{seed}")
+            protos = build_prototypes(p, setup, model, rtok, name, seed, run.dir / "prototypes" / f"{name}_seed{seed}",
+                                      labels=labels)
             goals = goal_terms(p, protos)
             diagnostics[f"{name}_seed{seed}"] = prototype_diagnostics(p, setup, model, rtok, goals)
             models[name] = (model, goals)
@@ -925,10 +1007,12 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
                                             suppress_tokens=suppress, desc=f"guided: {name} -> {target}")
                 guided_tokens += [d.policy_tokens for d in dec]
                 rows.append(_row("guided", seed, prompts, [d.response for d in dec], judge,
-                                 [d.policy_tokens for d in dec], [d.rm_tokens for d in dec], t.seconds, name, target,
+                                 [d.policy_tokens for d in dec], [d.policy_tokens_processed for d in dec],
+                                 [d.rm_tokens for d in dec], t.seconds, name, target,
                                  truncated=float(np.mean([d.truncated for d in dec])),
                                  final_goal=float(np.nanmean([d.final_goal for d in dec]))))
                 responses.setdefault(f"guided/{name}/{target}", {})[seed] = [d.response for d in dec]
+        # N is matched on policy tokens *sampled* (not on the prefix tokens the step-level decoder re-encodes)
         n = p.best_of_n or max(1, int(round(np.mean(guided_tokens) / max(1e-9, np.mean(plain.policy_tokens)))))
         bon_n[seed] = n
         with Timer() as t_sample:
@@ -938,13 +1022,13 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
                 score_samples(model, tok, sampled)
             secs = t_sample.seconds + t.seconds
             resp = pick(sampled, sampled.rewards)
-            rows.append(_row("best_of_n", seed, prompts, resp, judge, sampled.policy_tokens, sampled.rm_tokens, secs,
-                             name, "", n=n))
+            rows.append(_row("best_of_n", seed, prompts, resp, judge, sampled.policy_tokens,
+                             sampled.policy_tokens_processed, sampled.rm_tokens, secs, name, "", n=n))
             responses.setdefault(f"best_of_n/{name}", {})[seed] = resp
             for target, goal in goals.items():
                 resp = pick(sampled, goal(sampled.final_hidden))
                 rows.append(_row("best_of_n_goal", seed, prompts, resp, judge, sampled.policy_tokens,
-                                 sampled.rm_tokens, secs, name, target, n=n))
+                                 sampled.policy_tokens_processed, sampled.rm_tokens, secs, name, target, n=n))
                 responses.setdefault(f"best_of_n_goal/{name}/{target}", {})[seed] = resp
     summary = summarise(rows)
     gains = guided_gains(rows, p.targets)
@@ -967,8 +1051,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         rs = [r for r in rows if (r["method"], r["reward_model"], r["target"]) == (method, rm, target)]
         entry = {"method": method, "reward_model": rm, "target": target, "n_seeds": len(rs)}
         for k in rs[0]:
-            if k.startswith("rate_") or k in ("policy_tokens", "rm_tokens", "seconds", "seconds_per_prompt", "n",
-                                              "truncated", "final_goal"):
+            if k.startswith("rate_") or k in ("policy_tokens", "policy_tokens_processed", "rm_tokens", "seconds",
+                                              "seconds_per_prompt", "n", "truncated", "final_goal"):
                 mean, std, _ = mean_std([r[k] for r in rs])
                 entry[k] = {"mean": mean, "std": std}
         out.append(entry)
@@ -976,10 +1060,11 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def guided_gains(rows: list[dict], targets) -> list[dict]:
-    """For each guided run (reward model, target): the gain on the target's aim attribute and on correctness over
-    plain sampling, best-of-N by reward (same reward model), best-of-N by the same goal, and beam search on the
-    policy alone, paired by seed (mean and std of the per-seed differences, in points, and relative in %), with
-    the compute ratios."""
+    """For each guided run (reward model, target): the gain on the target's aim attribute, and on correctness when
+    the judge scores `correct`, over plain sampling, best-of-N by reward (same reward model), best-of-N by the same
+    goal, and beam search on the policy alone, paired by seed (mean and std of the per-seed differences, in points,
+    and relative in %), with the compute ratios (policy tokens sampled and processed, reward-model tokens,
+    seconds). `attributes` lists the attributes of each entry."""
     from .evaluation import mean_std
 
     aims = {t.name: t.aim for t in targets}
@@ -996,7 +1081,12 @@ def guided_gains(rows: list[dict], targets) -> list[dict]:
             pairs = [(g, find(base, g["seed"], brm, btarget)) for g in gs]
             entry = {"reward_model": rm, "target": target, "aim": aims[target], "baseline": base,
                      "n_seeds": len(pairs)}
-            for attr in dict.fromkeys([aims[target], "correct"]):
+            scored = [a for a in dict.fromkeys([aims[target], "correct"])
+                      if all(f"rate_{a}" in r for pair in pairs for r in pair)]
+            if aims[target] not in scored:
+                raise KeyError(f"target {target!r}: the judge gave no {aims[target]!r} (its aim) to every row")
+            entry["attributes"] = scored
+            for attr in scored:
                 k = f"rate_{attr}"
                 diff = [g[k] - b[k] for g, b in pairs]
                 rel = [100.0 * (g[k] - b[k]) / b[k] if b[k] > 0 else float("nan") for g, b in pairs]
@@ -1006,7 +1096,9 @@ def guided_gains(rows: list[dict], targets) -> list[dict]:
                                "baseline": mean_std([b[k] for _, b in pairs])[0],
                                "gain_points": {"mean": 100 * m, "std": 100 * s}, "gain_relative_pct": {"mean": mr,
                                                                                                        "std": sr}}
-            for k in ("policy_tokens", "rm_tokens", "seconds"):
+            for k in ("policy_tokens", "policy_tokens_processed", "rm_tokens", "seconds"):
+                if not all(k in r for pair in pairs for r in pair):
+                    continue
                 ratios = [g[k] / b[k] if b[k] > 0 else float("nan") for g, b in pairs]
                 entry[f"{k}_ratio"] = mean_std(ratios)[0]
             tot = [(g["policy_tokens"] + g["rm_tokens"]) / (b["policy_tokens"] + b["rm_tokens"]) for g, b in pairs]
@@ -1024,7 +1116,8 @@ def check_cache(p, setup: SteeringSetup, n_prompts: int = 8) -> dict:
     policy, tok = setup.load_policy()
     name, seed = p.reward_models[0], setup.seeds[0]
     model, rtok = setup.load_reward_model(name, seed)
-    goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed))[p.targets[0].name]
+    goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed, labels=label_table(p, setup)))[
+        p.targets[0].name]
     prompts = setup.prompts[:n_prompts]
     outs = {}
     for use_cache in (True, False):
@@ -1049,27 +1142,29 @@ def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model:
     seed = setup.seeds[0]
     model, rtok = setup.load_reward_model(name, seed)
     tname = target or p.targets[0].name
-    goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed))[tname]
+    goal = goal_terms(p, build_prototypes(p, setup, model, rtok, name, seed, labels=label_table(p, setup)))[tname]
     prompt = setup.prompts[prompt_index]
     trace: list = []
     dec = guided_decode(policy, tok, [prompt], beam_settings(p), ContextScorer(model, pooling=p.step_pooling), goal,
                         seed=p.seed, suppress_tokens=list(MARK_CHARS), trace_prompts=(0,), trace=trace)[0]
-    scores = get_judge(p.judge)([prompt], [dec.response])[0]
+    scores = setup.judge(p.judge)([prompt], [dec.response])[0]
     head = (f"reward model {name} (seed {seed}), goal {tname!r} = "
             + " ".join(f"{w:+g}*{k}" for k, w in next(t for t in p.targets if t.name == tname).weights.items())
             + f", r = {goal_ratio(p.beam.confidence_ratio):.2f}")
     return (head + "\n" + format_trace(trace, prompt) + f"\n\nanswer: {dec.response}   scores: {scores}"
-            + f"\npolicy tokens sampled: {dec.policy_tokens}, reward-model tokens: {dec.rm_tokens}")
+            + f"\npolicy tokens sampled: {dec.policy_tokens} (processed, with the prefixes re-encoded at every step:"
+            f" {dec.policy_tokens_processed}), reward-model tokens: {dec.rm_tokens}")
 
 
-def attribute_overview(p, setup: SteeringSetup):
+def attribute_overview(p, setup: SteeringSetup, labels: list[dict] | None = None):
     """The judge's attributes: their description (toy attributes) and their share among the labelled examples,
-    with how many examples each prototype is built from (pandas DataFrame)."""
+    with how many examples each prototype is built from (pandas DataFrame). `labels`: `label_table(p, setup)`
+    (taken from the run's judge cache when not given)."""
     import pandas as pd
 
     from .toyworld.attributes import ATTRIBUTES
 
-    judged = get_judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
+    judged = label_table(p, setup) if labels is None else labels
     rates = attribute_rates(judged)
     protos = {s.attribute: [] for s in p.prototypes}
     for s in p.prototypes:
@@ -1093,8 +1188,22 @@ def diagnostics_table(diagnostics: dict):
     return pd.DataFrame(rows)
 
 
-def results_table(result: SteeringResult, attributes: tuple[str, ...] | None = None):
-    """Mean ± std over seeds of attribute rates and compute per method (pandas DataFrame)."""
+def has_attribute(summary_or_rows: list[dict], attribute: str) -> bool:
+    """Whether the judge scored `attribute` in every entry (summary entries or rows)."""
+    return bool(summary_or_rows) and all(f"rate_{attribute}" in e for e in summary_or_rows)
+
+
+def reported_attributes(p, result: SteeringResult) -> list[str]:
+    """The attributes the comparison reports: every target's aim (from the params), then correctness when the
+    judge scores `correct`; only those the judge scored."""
+    wanted = [t.aim for t in p.targets] + ["correct"]
+    return [a for a in dict.fromkeys(wanted) if has_attribute(result.summary, a)]
+
+
+def results_table(result: SteeringResult, attributes: tuple[str, ...] | list[str] | None = None):
+    """Mean ± std over seeds of attribute rates and compute per method (pandas DataFrame): policy tokens sampled
+    per prompt (what best-of-N's N is matched on), policy tokens processed (sampled + prompt/prefix tokens each
+    `generate` call encoded), reward-model tokens and seconds. `attributes`: default every one the judge scored."""
     import pandas as pd
 
     rows = []
@@ -1105,6 +1214,8 @@ def results_table(result: SteeringResult, attributes: tuple[str, ...] | None = N
             v = e[f"rate_{a}"]
             row[a] = f"{v['mean']:.3f} ± {v['std']:.3f}"
         row["policy tok/prompt"] = f"{e['policy_tokens']['mean']:.1f}"
+        if "policy_tokens_processed" in e:
+            row["policy tok processed/prompt"] = f"{e['policy_tokens_processed']['mean']:.1f}"
         row["RM tok/prompt"] = f"{e['rm_tokens']['mean']:.1f}"
         row["seconds"] = f"{e['seconds']['mean']:.1f} ± {e['seconds']['std']:.1f}"
         rows.append(row)
@@ -1112,22 +1223,28 @@ def results_table(result: SteeringResult, attributes: tuple[str, ...] | None = N
 
 
 def gains_table(result: SteeringResult):
-    """Gains of guided decoding over each baseline on the target's aim attribute and on correctness, in points
-    (mean ± std of the per-seed differences) and relative (%), with compute ratios (pandas DataFrame)."""
+    """Gains of guided decoding over each baseline on the target's aim attribute and on correctness (when the judge
+    scores `correct`), in points (mean ± std of the per-seed differences) and relative (%), with compute ratios
+    (pandas DataFrame)."""
     import pandas as pd
 
     rows = []
     for e in result.gains:
-        a, c = e[e["aim"]], e["correct"]
-        rows.append({
+        a = e[e["aim"]]
+        row = {
             "reward model": e["reward_model"], "target": e["target"], "over": e["baseline"], "aim": e["aim"],
             "aim: guided": round(a["guided"], 3), "aim: baseline": round(a["baseline"], 3),
             "aim gain (pts)": f"{a['gain_points']['mean']:+.1f} ± {a['gain_points']['std']:.1f}",
-            "aim gain (%)": f"{a['gain_relative_pct']['mean']:+.1f}",
-            "correct gain (pts)": f"{c['gain_points']['mean']:+.1f} ± {c['gain_points']['std']:.1f}",
-            "policy tokens ×": round(e["policy_tokens_ratio"], 2),
-            "total tokens ×": round(e["total_tokens_ratio"], 2),
-            "seconds ×": round(e["seconds_ratio"], 2)})
+            "aim gain (%)": f"{a['gain_relative_pct']['mean']:+.1f}"}
+        if "correct" in e:
+            c = e["correct"]
+            row["correct gain (pts)"] = f"{c['gain_points']['mean']:+.1f} ± {c['gain_points']['std']:.1f}"
+        row["policy tokens ×"] = round(e["policy_tokens_ratio"], 2)
+        if "policy_tokens_processed_ratio" in e:
+            row["policy tokens processed ×"] = round(e["policy_tokens_processed_ratio"], 2)
+        row["total tokens ×"] = round(e["total_tokens_ratio"], 2)
+        row["seconds ×"] = round(e["seconds_ratio"], 2)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -1142,12 +1259,16 @@ def write_metrics(p, run, setup: SteeringSetup, result: SteeringResult, labels: 
 
 
 def save_figures(run, result: SteeringResult, aims: list[str]) -> dict:
-    """The comparison as plotly figures in run/figures/: attribute rates per method and the compute each used."""
+    """The comparison as plotly figures in run/figures/: attribute rates per method (the `aims`, then correctness
+    when the judge scores it), the compute each used, and the gains of guided decoding (with a correctness panel
+    when the judge scores `correct`)."""
     from . import plots
 
-    figs = {"steering_rates": plots.steering_rates(result.summary, list(dict.fromkeys(aims + ["correct"]))),
-            "steering_compute": plots.steering_compute(result.summary),
-            "steering_gains": plots.steering_gains(result.gains)}
+    attrs = [a for a in dict.fromkeys(list(aims) + ["correct"]) if has_attribute(result.summary, a)]
+    figs = {"steering_rates": plots.steering_rates(result.summary, attrs),
+            "steering_compute": plots.steering_compute(result.summary)}
+    if result.gains:
+        figs["steering_gains"] = plots.steering_gains(result.gains)
     for name, fig in figs.items():
         plots.save_figure(fig, run.path("figures", name))
     return figs
@@ -1159,7 +1280,7 @@ def steer(p) -> SteeringResult:
 
     run = start_run(p)
     setup = prepare(p, run)
-    labels = label_counts(p, setup)
+    labels = label_counts(p, setup, label_table(p, setup))
     cache = check_cache(p, setup)
     result = compare_methods(p, run, setup)
     result.cache_check = cache

@@ -7,8 +7,10 @@ logging, progress bars and DeepSpeed all come from the `Trainer`.
 from __future__ import annotations
 
 import copy
+import logging
 from collections import defaultdict
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from transformers import Trainer
@@ -19,6 +21,10 @@ from .params import ContrastiveParams, RewardModelSpec
 
 #: attribute under which GRM's language-model head rides on the reward model during training
 GRM_LM_HEAD = "grm_lm_head"
+#: file in each checkpoint holding a process's contrastive-position generator state
+DRAW_STATE_FILE = "draw_generator_{rank}.pth"
+
+_log = logging.getLogger(__name__)
 
 
 class RewardTrainer(Trainer):
@@ -49,6 +55,7 @@ class RewardTrainer(Trainer):
             raise ValueError("the 'dpo' GRM regulariser needs a frozen reference model")
         self._window: dict[str, list[float]] = defaultdict(list)
         self._draw_generator: torch.Generator | None = None
+        self._draw_generator_restored: dict | None = None  # a checkpoint's generator state, applied on first use
 
     def _unwrapped(self):
         m = self.model
@@ -58,7 +65,41 @@ class RewardTrainer(Trainer):
         if self._draw_generator is None or self._draw_generator.device != torch.device(device):
             self._draw_generator = torch.Generator(device=device)
             self._draw_generator.manual_seed(self.args.seed + 7919 * (self.args.process_index + 1))
+            restored, self._draw_generator_restored = self._draw_generator_restored, None
+            if restored is not None:
+                if torch.device(restored["device"]).type == self._draw_generator.device.type:
+                    self._draw_generator.set_state(restored["state"])
+                else:
+                    _log.warning("contrastive positions: the checkpoint's generator ran on %s, this run on %s; "
+                                 "drawing from a fresh seed, so the resumed run's positions differ from an "
+                                 "uninterrupted run's", restored["device"], self._draw_generator.device)
         return self._draw_generator
+
+    # The contrastive positions come from a generator of their own (not the global RNG the Trainer saves in its
+    # checkpoints): its state is saved beside each checkpoint's RNG state, one file per process, and restored where
+    # the Trainer restores its own, so a resumed run draws the positions an uninterrupted one would.
+
+    def _draw_state_file(self, checkpoint: str) -> Path:
+        return Path(checkpoint) / DRAW_STATE_FILE.format(rank=self.args.process_index)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        if self._draw_generator is not None:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            torch.save({"device": str(self._draw_generator.device), "state": self._draw_generator.get_state()},
+                       self._draw_state_file(output_dir))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None or self.contrastive_weight <= 0:
+            return
+        f = self._draw_state_file(checkpoint)
+        if not f.is_file():
+            _log.warning("contrastive positions: %s not found; the resumed run draws from a fresh seed, so its "
+                         "positions differ from an uninterrupted run's", f)
+            return
+        self._draw_generator_restored = torch.load(f, weights_only=True)
+        self._draw_generator = None  # rebuilt (and given the saved state) on the next draw, on the batch's device
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = reward_forward(model, inputs["input_ids"], inputs["attention_mask"], inputs.get("position_ids"))

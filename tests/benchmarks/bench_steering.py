@@ -77,7 +77,8 @@ def main(argv=None) -> int:
                                 seed=seed, suppress_tokens=suppress)
         return [x.policy_tokens for x in d], [x.rm_tokens for x in d]
 
-    # N matched to the guided decoder's policy tokens, measured once before timing
+    # N matched to the guided decoder's policy tokens, measured once before timing; this untimed run of the guided
+    # decoder and of plain sampling is also the warm-up of every method's code paths (policy generate, RM forward)
     n = max(1, round(np.mean(guided(10_000, True)[0]) / np.mean(plain(10_000)[0])))
 
     def best_of_n(seed):

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_training  # noqa: E402
-from benchlib import machine  # noqa: E402
+from benchlib import machine, spread  # noqa: E402
 
 PARTS = ["training", "qvalues", "scoring", "pruning", "steering", "end_to_end"]
 NEEDS_RM_RUN = {"pruning", "steering"}
@@ -61,10 +61,12 @@ def part_qvalues(args, out: Path) -> dict:
     s = bench_qvalues.main(argv)
     md = (f"{s['n_seq']} toy solutions, {s['model']}, {s['repeats']} repeats (median), {args.threads} thread(s); "
           f"peak memory: {s['peak_kind']}.\n\n"
-          "| method | seconds | valued tokens/s | tokens through the model | peak MiB |\n|---|---|---|---|---|\n")
+          "| method | seconds, median [min, max] | valued tokens/s | tokens through the model | peak MiB |\n"
+          "|---|---|---|---|---|\n")
     for m in ("one_pass", "prefix_rescoring"):
-        md += (f"| {m} | {s[f'{m}_seconds']:.3f} | {s[f'{m}_valued_tokens_per_s']:.0f} | {s[f'{m}_forward_tokens']} "
-               f"| {s[f'{m}_peak_mib']:.0f} |\n")
+        sp = spread(s.get(f"{m}_all_seconds") or [s[f"{m}_seconds"]])
+        md += (f"| {m} | {s[f'{m}_seconds']:.3f} [{sp['min']:.3f}, {sp['max']:.3f}] | "
+               f"{s[f'{m}_valued_tokens_per_s']:.0f} | {s[f'{m}_forward_tokens']} | {s[f'{m}_peak_mib']:.0f} |\n")
     md += (f"\nOne pass is {s['speedup']:.1f}x faster and pushes {s['forward_token_ratio']:.1f}x fewer tokens through "
            f"the model; largest difference between the two methods' Q-values {s['max_abs_diff_q']:.1e}.\n")
     return {"results": s, "markdown": md}

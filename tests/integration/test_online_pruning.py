@@ -37,8 +37,10 @@ def full(models):
 
 
 def as_sample_set(tokenizer, gen):
-    recs = [GenerationRecord(p, tokenizer.decode(r, skip_special_tokens=True), False, None, {"uid": u})
-            for p, r, u in zip(PROMPTS, gen.response_ids, gen.uids)]
+    # answers do not matter here; every sample needs one for a sample set (no answers at all would be an error)
+    recs = [GenerationRecord(p, tokenizer.decode(r, skip_special_tokens=True), False, str(u % 3),
+                             {"uid": u, "finished": f})
+            for p, r, u, f in zip(PROMPTS, gen.response_ids, gen.uids, gen.finished)]
     ss = make_sample_set("t", recs, tokenizer)
     # make_sample_set groups by prompt: the map back to generation order
     return ss, [int(r.meta["uid"]) for r in ss.records]
@@ -69,8 +71,10 @@ def test_incremental_scores_equal_one_pass_and_read_each_token_once(models, full
     ss, order = as_sample_set(tokenizer, full)
     one = score_sample_set(rm, tokenizer, goal, ss)
     ref = one.q if signal == "q" else one.token_reward
+    assert ss.length.tolist() == [len(full.response_ids[uid]) for uid in order]  # EOS only where generated
     for row, uid in enumerate(order):
-        inc = np.array(gen.scores[uid])  # an unfinished sample has no EOS: one score fewer than offline
+        inc = np.array(gen.scores[uid])  # offline scores exactly the tokens online generated, EOS included or not
+        assert len(inc) == ss.length[row] and np.isnan(ref[row, len(inc):]).all()
         np.testing.assert_allclose(inc, ref[row, :len(inc)], atol=1e-5)
 
 
@@ -86,8 +90,7 @@ def test_online_decisions_equal_the_offline_rule(models, full):
                           threshold=tau, skip_tokens=5, chunk_size=chunk, batch_size=6, **GEN)
     for row, uid in enumerate(order):
         t = gen.pruned_at[uid]
-        if not full.finished[uid] and offline[row] == len(full.response_ids[uid]):
-            continue  # offline scores an EOS that an unfinished sample never generated
+        assert offline[row] < len(full.response_ids[uid])  # never at a token that was not generated
         assert t == offline[row]
         if t < 0:
             assert gen.response_ids[uid] == full.response_ids[uid]
@@ -97,6 +100,21 @@ def test_online_decisions_equal_the_offline_rule(models, full):
             assert t + 1 <= len(gen.response_ids[uid]) < t + 1 + chunk
     assert 0 < sum(t >= 0 for t in gen.pruned_at) < len(PROMPTS)
     assert gen.policy_tokens < full.policy_tokens
+
+
+def test_sample_responses_reports_which_samples_finished(models):
+    from gcrm_kit.generation import sample_responses
+
+    policy, tokenizer, _, _ = models
+    outs, fins = sample_responses(policy, tokenizer, PROMPTS[:4], n=5, temperature=1.5, max_new_tokens=40, seed=3,
+                                  suppress_tokens=GEN["suppress_tokens"], return_finished=True)
+    assert [len(f) for f in fins] == [5] * 4 and 0 < sum(map(sum, fins)) < 20
+    for texts, fs in zip(outs, fins):
+        for text, f in zip(texts, fs):  # the EOS is not in the text; only the flag tells a sample that was cut
+            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            assert (n < 40) if f else (n == 40)
+    plain = sample_responses(policy, tokenizer, PROMPTS[:1], n=2, max_new_tokens=5)  # default: the texts alone
+    assert len(plain) == 1 and len(plain[0]) == 2 and all(isinstance(t, str) for t in plain[0])
 
 
 def test_cut_scorer_prunes_where_told(models, full):

@@ -106,3 +106,40 @@ def test_notebook_03_samples_a_real_data_runs_questions(real_rm_run, tmp_path, m
     params.write_text(base + "split: labelled\n")
     with pytest.raises(Exception, match="no reference answer"):
         main(["run", "03_filtering", "--params", str(params), "--quiet"])
+
+
+@pytest.mark.parametrize("pad_param,declare_unk", [("", True), ("<pad>", False)], ids=["unk", "named"])
+def test_benchmark_answering_with_a_tokenizer_without_pad_token(tmp_path, pad_param, declare_unk):
+    """A backbone whose tokenizer has no pad token (CodeLlama, Llama 3) answers benchmark questions in batches: the
+    tokenizer gets the pad token the reward models get (its unk token, or `model.pad_token`), so the left-padded
+    generation batch has a pad id (it was None: TypeError in pad_ids)."""
+    import torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from gcrm_kit.params import PolicyParams, RMTrainingParams, from_dict
+    from gcrm_kit.rm_training import build_world
+    from gcrm_kit.runs import start_run
+    from gcrm_kit.toyworld import build_tokenizer
+    from gcrm_kit.toyworld.policy import llama_config
+
+    special = {"bos_token": "<s>", "eos_token": "</s>", **({"unk_token": "<unk>"} if declare_unk else {})}
+    tok = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer().backend_tokenizer, **special)
+    assert tok.pad_token_id is None
+    backbone = tmp_path / "backbone"
+    torch.manual_seed(0)
+    LlamaForCausalLM(llama_config(PolicyParams(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+                                  tok)).save_pretrained(backbone)
+    tok.save_pretrained(backbone)
+    pairs = [{"prompt": f"{i}+1?", "chosen": f"{i}+1={(i + 1) % 10};A:{(i + 1) % 10}",
+              "rejected": f"{i}+1={(i + 2) % 10};A:{(i + 2) % 10}"} for i in range(6)]
+    problems = [{"question": f"{i}+0?", "expected_answer": str(i)} for i in range(5)]
+    p = from_dict(RMTrainingParams, {
+        "output_root": str(tmp_path / "out"), "params_name": "no_pad",
+        "model": {"backbone": str(backbone), "pad_token": pad_param},
+        "data": {"kind": "real", "max_new_tokens": 4,
+                 "train": {"adapter": "pairs", "source": _jsonl(tmp_path / "train.jsonl", pairs)},
+                 "eval_sets": {"bench": {"adapter": "qa", "source": _jsonl(tmp_path / "qa.jsonl", problems)}}}})
+    world = build_world(p, start_run(p))
+    bench = world.eval_records["bench"]  # answered; an empty answer would be left out and counted
+    assert len(bench) + sum(world.pair_stats["skipped"]["eval"]["bench"].values()) == 5
+    assert all(r.meta["reference"] in {str(i) for i in range(5)} for r in bench)

@@ -32,6 +32,43 @@ def test_generation_record_label_must_be_bool(tmp_path):
         load_jsonl(tmp_path / "g.jsonl", GenerationRecord)
 
 
+def test_generation_records_accept_question_and_solution(tmp_path):
+    lines = [{"question": "1+1?", "solution": "1+1=2;A:2", "answer": "2", "is_correct": True},
+             {"prompt": "1+1?", "response": "1+1=3;A:3", "answer": "3", "is_correct": False, "meta": {"k": 1}}]
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    recs = load_jsonl(tmp_path / "g.jsonl", GenerationRecord)
+    assert recs == [GenerationRecord("1+1?", "1+1=2;A:2", True, "2"),
+                    GenerationRecord("1+1?", "1+1=3;A:3", False, "3", {"k": 1})]
+
+
+GOOD = {"prompt": "a", "response": "b", "is_correct": True}
+
+
+@pytest.mark.parametrize("line,match", [
+    ({**GOOD, "question": "a"}, r"g\.jsonl:2: both 'prompt' and its alias 'question'"),
+    ({**GOOD, "solution": "b"}, r"g\.jsonl:2: both 'response' and its alias 'solution'"),
+    ({"question": "a", "is_correct": True}, r"g\.jsonl:2: missing key 'response' \(or 'solution'\)"),
+    ({"question": 3, "solution": "b", "is_correct": True}, r"g\.jsonl:2: key 'prompt' must be a string"),
+    ({**GOOD, "answer": 4}, r"g\.jsonl:2: key 'answer' must be a string"),
+    ({**GOOD, "meta": [1]}, r"g\.jsonl:2: key 'meta' must be a JSON object"),
+])
+def test_bad_generation_records_name_file_line_and_key(tmp_path, line, match):
+    good = {"prompt": "a", "response": "b", "is_correct": False, "answer": None}
+    (tmp_path / "g.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(DataError, match=match):
+        load_jsonl(tmp_path / "g.jsonl", GenerationRecord)
+
+
+def test_required_optional_field(tmp_path):
+    """`require` makes an optional field mandatory on every line; null still counts as given."""
+    lines = [{"prompt": "a", "response": "b", "is_correct": False, "answer": None},
+             {"prompt": "a", "response": "c", "is_correct": True}]
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert len(load_jsonl(tmp_path / "g.jsonl", GenerationRecord)) == 2
+    with pytest.raises(DataError, match=r"g\.jsonl:2: missing key 'answer'"):
+        load_jsonl(tmp_path / "g.jsonl", GenerationRecord, require=("answer",))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_jsonl(tmp_path / "nope.jsonl", PreferencePair)

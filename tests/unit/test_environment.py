@@ -27,3 +27,13 @@ def test_environment_yml_matches_pyproject():
     # the GPU-only extra is present, commented out, in environment.yml
     commented = re.findall(r"^\s*#\s*-\s*([A-Za-z0-9_.\-]+\S*)\s*$", (ROOT / "environment.yml").read_text(), re.M)
     assert dict(_norm(r) for r in commented) == dict(_norm(r) for r in extras["gpu"])
+
+
+def test_environment_python_satisfies_requires_python():
+    """The conda environment's Python is one that pyproject.toml accepts (tested on 3.11; tomllib needs it)."""
+    from packaging.specifiers import SpecifierSet
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert SpecifierSet(requires).contains(python.split("=", 1)[1] + ".0")

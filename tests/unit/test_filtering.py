@@ -214,3 +214,80 @@ def test_within_question_auroc_compares_samples_of_one_question(two_questions):
     assert within_question_auroc(ss, x) == 4 / 7
     scores = np.array([[0.0, 5.0, 1.0, np.nan], [9.0, 9.0, 9.0, 9.0]])
     assert min_after(scores, 1).tolist() == [1.0, 9.0] and min_after(scores, 3).tolist() == [np.inf, 9.0]
+
+
+def test_unfinished_samples_count_no_eos(tokenizer):
+    """A sample cut at the token limit never generated an EOS: its length (and the tokens pruning can save or cut
+    at) are its response tokens alone; finished samples and records without `finished` add the EOS."""
+    from gcrm_kit.filtering import ends_with_eos
+
+    recs = [GenerationRecord("1+4?", "1+4=5;A:5", True, "5", {"finished": True}),
+            GenerationRecord("1+4?", "1+4=5;1+4=5;1+", False, None, {"finished": False}),
+            GenerationRecord("1+4?", "1+4=3;A:3", False, "3")]
+    ss = make_sample_set("t", recs, tokenizer)
+    assert ss.length.tolist() == [len("1+4=5;A:5") + 1, len("1+4=5;1+4=5;1+"), len("1+4=3;A:3") + 1]
+    assert [ends_with_eos(r) for r in recs] == [True, False, True]
+    # the last position the offline rule can prune an unfinished sample at is its last real token
+    scores = np.full((3, ss.length.max()), np.nan)
+    for i, n in enumerate(ss.length):
+        scores[i, :n] = 1.0
+    scores[1, ss.length[1] - 1] = -1.0
+    assert prune_positions(scores, 0.0, 2).tolist() == [-1, ss.length[1] - 1, -1]
+    with pytest.raises(ValueError, match="'finished' must be true or false"):
+        make_sample_set("t", [GenerationRecord("1?", "A:1", True, "1", {"finished": "no"})], tokenizer)
+
+
+def test_missing_answers_are_an_error_not_a_zero_vote(tokenizer):
+    no_answers = [rec("1+4?", "1+4=5;A:5", False, None), rec("1+4?", "1+4=3;A:3", False, None)]
+    with pytest.raises(ValueError, match=r"gen\.jsonl: none of the 2 test records has an answer"):
+        make_sample_set("test", no_answers, tokenizer, "gen.jsonl")
+    correct_without = [rec("1+4?", "1+4=5;A:5", True, None), rec("1+4?", "1+4=3;A:3", False, "3")]
+    with pytest.raises(ValueError, match="record uid 0 .* is correct but has no answer"):
+        make_sample_set("test", correct_without, tokenizer)
+    # an unparsed answer among answered samples is a sample without a vote, as before
+    ok = make_sample_set("test", [rec("1+4?", "1+4=", False, None), rec("1+4?", "1+4=5;A:5", True, "5")], tokenizer)
+    assert ok.answer.tolist() == [-1, 0]
+
+
+@pytest.fixture
+def fake_run_and_setup(tmp_path, tokenizer):
+    from types import SimpleNamespace
+
+    tok_dir = tmp_path / "rm"
+    tokenizer.save_pretrained(tok_dir)
+
+    def path(*parts):
+        p = tmp_path.joinpath("run", *parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    return SimpleNamespace(path=path, cache_root=tmp_path / "cache"), SimpleNamespace(model_dirs={"goal": [tok_dir]})
+
+
+def _write(path, lines):
+    import json
+
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def test_generations_file_without_answers_names_the_file_and_line(tmp_path, fake_run_and_setup):
+    from gcrm_kit.data import DataError
+    from gcrm_kit.filtering import build_samples
+
+    run, setup = fake_run_and_setup
+    lines = [{"question": f"{q}+1?", "solution": f"{q}+1={j};A:{j}", "is_correct": j == q + 1}
+             for q in range(4) for j in range(3)]
+    path = _write(tmp_path / "gen.jsonl", lines)
+    p = from_dict(FilteringParams, {"generations": str(path), "n_validation_questions": 2, "n_test_questions": 0})
+    with pytest.raises(DataError, match=r"gen\.jsonl:1: missing key 'answer'"):
+        build_samples(p, run, setup)
+    # the issue's schema (question, solution, answer, is_correct) reads as prompt/response/answer/is_correct
+    for x in lines:
+        x["answer"] = x["solution"][-1]
+    lines[0]["answer"] = None  # no answer extracted: no vote (an incorrect sample)
+    _write(path, lines)
+    out = build_samples(p, run, setup)
+    assert sum(len(ss.records) for ss in out.values()) == 12
+    assert sum(int((ss.answer < 0).sum()) for ss in out.values()) == 1
+    assert all(ss.length[0] == len(ss.records[0].response) + 1 for ss in out.values())  # finished by default

@@ -101,3 +101,16 @@ def test_eos_can_be_a_goal_and_ranges_are_fractions_from_the_start():
 def test_response_without_tokens_is_an_error():
     with pytest.raises(ValueError, match="no response tokens"):
         response_span(torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_response_mask_with_a_gap_is_an_error():
+    ok = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]])
+    start, length = response_span(ok)
+    assert start.tolist() == [1, 0, 3, 0] and length.tolist() == [2, 2, 1, 4]
+    gappy = torch.tensor([[0, 1, 1, 0], [0, 1, 0, 1]])
+    with pytest.raises(ValueError, match=r"row\(s\) \[1\] is not one contiguous span"):
+        response_span(gappy)
+    with pytest.raises(ValueError, match="not one contiguous span"):
+        response_span(torch.tensor([[1, 0, 0, 1]], dtype=torch.bool))
+    with pytest.raises(ValueError, match="not one contiguous span"):  # and so draw_positions never lands on a 0
+        draw_positions(gappy, ok[:2], 4, 4)

@@ -39,6 +39,11 @@ def test_openmathinstruct_pairs_one_correct_one_incorrect_per_question(tmp_path)
     pairs = load_adapted(DatasetSpec("openmathinstruct", _jsonl(tmp_path / "omi.jsonl", rows)), "pairs")
     assert len(pairs) == 1 and pairs[0].prompt == "q1"
     assert pairs[0].chosen in {"s0", "s2"} and pairs[0].rejected in {"s1", "s3"}
+    # a record's answer is the solution's own, the reference sits in meta (a vote over references would be moot)
+    recs = load_adapted(DatasetSpec("openmathinstruct_records", _jsonl(tmp_path / "omi2.jsonl", [
+        {"question": "q", "generated_solution": "s", "is_correct": False, "predicted_answer": "3",
+         "expected_answer": "1"}])), "records")
+    assert recs[0].answer == "3" and recs[0].meta["reference"] == "1"
     more, stats = pair_records([GenerationRecord("q", f"s{i}", i < 3) for i in range(6)], max_pairs_per_question=3)
     assert len(more) == 3 and len({p.chosen for p in more}) == 3 and stats["paired"] == 1
 
@@ -56,7 +61,8 @@ def test_hh_rlhf_prompt_is_the_shared_prefix(tmp_path):
     src = _jsonl(tmp_path / "hh.jsonl.gz", [{"chosen": chosen, "rejected": rejected},
                                             {"chosen": chosen, "rejected": chosen}], gz=True)
     pairs = load_adapted(DatasetSpec("hh_rlhf", src), "pairs")
-    assert len(pairs) == 1 and pairs[0].meta["skipped_rows"] == 1
+    # the skip count rides on the returned list, never in a pair (it would travel into a split's file)
+    assert len(pairs) == 1 and pairs.stats == {"skipped_rows": 1} and "skipped_rows" not in pairs[0].meta
     assert pairs[0].meta["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
                                          {"role": "user", "content": "how to bake?"}]
 
@@ -92,6 +98,47 @@ def test_helpsteer_attribute_sets(tmp_path):
     assert [r.response for r in sets["high"]] == ["r4"] and [r.response for r in sets["low"]] == ["r0", "r1"]
     with pytest.raises(ValueError, match="unknown HelpSteer attribute 'humour'"):
         helpsteer_sets(recs, "humour")
+
+
+def test_adapter_counts_survive_the_chat_template(tokenizer, tmp_path):
+    chosen = "\n\nHuman: hi\n\nAssistant: yes"
+    src = _jsonl(tmp_path / "hh.jsonl", [{"chosen": chosen, "rejected": chosen + "!"},
+                                         {"chosen": chosen, "rejected": chosen}])
+    pairs = load_adapted(DatasetSpec("hh_rlhf", src), "pairs")
+    t = copy.deepcopy(tokenizer)
+    t.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    for out in (apply_chat_template(pairs, t), apply_chat_template(pairs, tokenizer)):
+        assert out.stats == {"skipped_rows": 1} and all("skipped_rows" not in p.meta for p in out)
+    rows = [{"question": "q", "generated_solution": f"s{i}", "is_correct": i == 0} for i in range(2)]
+    omi = load_adapted(DatasetSpec("openmathinstruct", _jsonl(tmp_path / "omi.jsonl", rows)), "pairs")
+    assert omi.stats == {"questions": 1, "paired": 1}
+    recs = load_adapted(DatasetSpec("records", _jsonl(tmp_path / "r.jsonl", [
+        {"prompt": "p", "response": "r", "is_correct": True}])))
+    assert recs.stats == {} and isinstance(recs, list)
+
+
+def test_local_folder_gives_the_split_asked_for(tmp_path):
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    row = lambda i: {"prompt": f"p{i}", "chosen": "a", "rejected": "b"}  # noqa: E731
+    _jsonl(snap / "train.jsonl", [row(0), row(1), row(2)])
+    _jsonl(snap / "test.jsonl", [row(9)])
+    train = load_adapted(DatasetSpec("pairs", str(snap), split="train"), "pairs")
+    test = load_adapted(DatasetSpec("pairs", str(snap), split="test"), "pairs")
+    assert [p.prompt for p in train] == ["p0", "p1", "p2"] and [p.prompt for p in test] == ["p9"]
+    assert len(load_adapted(DatasetSpec("pairs", str(snap), split="train", limit=2))) == 2
+    with pytest.raises(DataError, match=r"snapshot: the folder .*snapshot has no split 'validation'.*'train', 'test'"):
+        load_adapted(DatasetSpec("pairs", str(snap), split="validation"), "pairs")
+    # a folder whose file names say no split is the one split 'train'
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _jsonl(plain / "data.jsonl", [row(0)])
+    assert len(load_adapted(DatasetSpec("pairs", str(plain)), "pairs")) == 1
+    with pytest.raises(DataError, match=r"has no split 'test'"):
+        load_adapted(DatasetSpec("pairs", str(plain), split="test"), "pairs")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no data files"):
+        load_adapted(DatasetSpec("pairs", str(tmp_path / "empty")), "pairs")
 
 
 def test_wrong_dataset_id_and_missing_column_name_them(tmp_path):
@@ -157,7 +204,7 @@ def test_shared_hh_rlhf_harmless_test_loads_as_pairs():
     if not f.is_file():
         pytest.skip(f"{f} absent")
     pairs = load_adapted(DatasetSpec("hh_rlhf", str(f)), "pairs")
-    assert len(pairs) + pairs[0].meta["skipped_rows"] == 2312 and len(pairs) > 2200
+    assert len(pairs) + pairs.stats["skipped_rows"] == 2312 and len(pairs) > 2200
     for p in pairs:
         assert p.prompt.startswith("\n\nHuman:") and p.prompt.endswith("\n\nAssistant:")
         assert p.chosen.strip() and p.rejected.strip() and p.chosen != p.rejected

@@ -121,3 +121,38 @@ def test_policy_dir_of_follows_a_moved_outputs_folder(tmp_path):
     hub.mkdir()
     (hub / "rm_spec.json").write_text(json.dumps({"policy_dir": "org/model", "policy_dir_relative": None}))
     assert str(policy_dir_of(hub)) == "org/model" and _relative_to("org/model", hub) is None
+
+
+def test_resume_keeps_the_first_attempts_env_and_commit(tmp_path, monkeypatch):
+    from gcrm_kit import runs
+
+    monkeypatch.setenv(runs.ATTEMPT_ENV, "")  # restored (unset) after the test
+    monkeypatch.setattr(runs, "git_sha", lambda root: "aaa111")
+    monkeypatch.setattr(runs, "environment_report", lambda: "torch: 1.0\n")
+    run = start_run(_params(tmp_path))
+    # `gcrm run` opens the folder, then the notebook it starts opens it again: still the first attempt
+    start_run(_params(tmp_path, run_dir=str(run.dir)))
+    assert (run.dir / "git.txt").read_text() == "aaa111\n"
+    assert (run.dir / "env.txt").read_text() == "torch: 1.0\n"
+
+    # a resume in a new process, at another commit with another environment
+    monkeypatch.delenv(runs.ATTEMPT_ENV)
+    monkeypatch.setattr(runs, "git_sha", lambda root: "bbb222")
+    monkeypatch.setattr(runs, "environment_report", lambda: "torch: 2.0\n")
+    with pytest.warns(UserWarning, match="attempt 2.*bbb222.*started at aaa111"):
+        start_run(_params(tmp_path, run_dir=str(run.dir)))
+    git = (run.dir / "git.txt").read_text().splitlines()
+    assert git[0] == "aaa111" and git[1].startswith("attempt 2 (") and git[1].endswith("): bbb222")
+    env = (run.dir / "env.txt").read_text()
+    assert env.startswith("torch: 1.0\n") and "--- attempt 2 (" in env and env.endswith("torch: 2.0\n")
+
+    # a third attempt at the first commit: recorded, no warning
+    monkeypatch.delenv(runs.ATTEMPT_ENV)
+    monkeypatch.setattr(runs, "git_sha", lambda root: "aaa111")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        start_run(_params(tmp_path, run_dir=str(run.dir)))
+    git = (run.dir / "git.txt").read_text().splitlines()
+    assert len(git) == 3 and git[2].startswith("attempt 3 (") and git[2].endswith("): aaa111")

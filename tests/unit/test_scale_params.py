@@ -61,7 +61,7 @@ def test_deepspeed_configs_resolve_and_zero3_gathers_on_save():
     with pytest.raises(FileNotFoundError, match="available: \\['zero2', 'zero3', 'zero3_offload'\\]"):
         deepspeed_config_path("zero4")
     assert "--nproc_per_node=8" in launch_command("torchrun", 8, Path("j.json"), 1234)
-    assert "--num_gpus=8" in launch_command("deepspeed", 8, Path("j.json"), 1234)
+    assert "--num_gpus=8" in launch_command("deepspeed", 8, Path("j.json"), 1234, visible_devices="")
 
 
 def test_memory_estimate_divides_by_zero_stage(tiny_policy_dir):
