@@ -39,12 +39,26 @@ Attributes are scored by a judge: the toy world's exact scorers by default, or a
 (prompt, response) is judged once per run (`CachedJudge`, held by the `SteeringSetup`): the labelled examples
 prototypes are built from are judged once, not once per reward model and seed. Only the attributes the judge
 scores are reported; correctness is reported beside each goal's aim when the judge scores `correct`.
+
+Real data (a real-data notebook-01 run, `SteeringParams.data`; the paper's setting is Llama-3-8B-Instruct with its
+HH-RLHF reward models): the evaluation prompts come from a data set (HelpSteer's), rendered with the policy's chat
+template when the reward models were trained on it; the prototypes are the mean states of responses *rated* high
+or low on an attribute (HelpSteer's ratings through `real_data.helpsteer_records`: the ratings are the labels, no
+judge is asked); a step is the first line of a sample (`step_end` a newline, `step_end_match: contains`, since a
+BPE vocabulary merges newlines into other tokens); the prototype diagnostics read held-out rated responses; nothing
+toy-specific runs (no suppressed marks, no exact process value). No judge here can rate helpfulness: the default
+`rm_proxy` judge (`RewardModelProxyJudge`) reports PROXIES read off one reward model, its final reward and, per
+rated attribute, whether the response's EOS state is nearer the high-rated prototype than the low-rated one. A
+real judge (the paper's GPT-4, people) is plugged in with `register_judge`; its factory may take the
+`SteeringSetup` (params, prompts, reward models) as its one argument.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -123,27 +137,63 @@ class Step:
         return self.logprob / max(1, len(self.ids))
 
 
-def step_stop_ids(tokenizer, step_end: str) -> list[int]:
-    """Token ids that end a step: the EOS and the delimiter `step_end`, which must be one token."""
-    ids = tokenizer(step_end, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"step_end {step_end!r} is {len(ids)} tokens for this tokenizer; the decoder stops a step "
-                         "at one token (choose a delimiter that is a single token, e.g. a newline)")
-    return [tokenizer.eos_token_id, ids[0]]
+def step_stop_ids(tokenizer, step_end: str, match: str = "token") -> list[int]:
+    """Token ids that end a step: the EOS first, then the delimiters.
+
+    `match="token"`: the delimiter `step_end`, which must be one token (the toy world's ';'). `match="contains"`:
+    every token whose text contains `step_end` (for a newline in a BPE vocabulary: '\\n', '\\n\\n', '.\\n', ...;
+    a sample's first line then ends at whichever comes first). Special tokens never count as delimiters."""
+    if match == "token":
+        ids = tokenizer(step_end, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"step_end {step_end!r} is {len(ids)} tokens for this tokenizer; the decoder stops a "
+                             "step at one token (choose a delimiter that is a single token, e.g. a newline, or "
+                             "beam.step_end_match: contains)")
+        return [tokenizer.eos_token_id, ids[0]]
+    if match != "contains":
+        raise ValueError(f"unknown step_end_match {match!r}; expected 'token' or 'contains'")
+    if not step_end:
+        raise ValueError("step_end must not be empty")
+    try:
+        known = _CONTAINING.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: nothing is kept
+        known = {}
+    key = (step_end, len(tokenizer), tokenizer.eos_token_id)
+    if key not in known:  # decoding a 128k vocabulary takes a second or two: once per tokenizer
+        special = set(tokenizer.all_special_ids)
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+        ids = [i for i, t in enumerate(texts) if step_end in t and i not in special]
+        if not ids:
+            raise ValueError(f"no token of this tokenizer contains step_end {step_end!r}")
+        known[key] = [tokenizer.eos_token_id] + ids
+    return list(known[key])
+
+
+_CONTAINING: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""tokenizer -> {(step_end, vocabulary size, EOS id): stop ids} for `step_stop_ids(..., match="contains")`"""
+
+
+def step_end_ids(tokenizer, step_end: str, match: str = "token") -> list[int]:
+    """The delimiter ids of `step_stop_ids` (without the EOS): where a step ends inside a response."""
+    eos = tokenizer.eos_token_id
+    return [i for i in step_stop_ids(tokenizer, step_end, match)[1:] if i != eos]
 
 
 @torch.no_grad()
 def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int], temperature: float,
-                 max_step_tokens: int, step_end: str = ";", suppress_ids: list[int] | None = None) -> list[Step]:
+                 max_step_tokens: int, step_end: str = ";", suppress_ids: list[int] | None = None,
+                 stop_ids: list[int] | None = None) -> list[Step]:
     """Sample `n` next steps for each prefix (token ids, BOS + prompt + steps so far) with HF `generate`; `n` may
-    be a list (one count per prefix).
+    be a list (one count per prefix). `stop_ids` (EOS first, then the delimiters; default
+    `step_stop_ids(tokenizer, step_end)`) end a step.
 
     Generation of a row stops at the step delimiter or the EOS (both passed as end tokens, so finished rows are
     padded while the others go on). Returns the steps of prefix 0, then those of prefix 1, and so on. The
     log-probabilities are those of the policy itself (raw logits, temperature 1), not of the sampling
     distribution: the length-normalised probability in the step score is the model's."""
     policy.eval()
-    stops = step_stop_ids(tokenizer, step_end)
+    stops = list(stop_ids) if stop_ids is not None else step_stop_ids(tokenizer, step_end)
+    stop_set = set(stops)
     counts = [n] * len(prefixes) if isinstance(n, int) else list(n)
     prefixes = [p for p, k in zip(prefixes, counts) for _ in range(k)]
     ids, att = pad_ids(prefixes, tokenizer.pad_token_id, side="left")
@@ -161,7 +211,7 @@ def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int
     tok_logp = logp.gather(-1, gen[:, :logp.shape[1]].unsqueeze(-1)).squeeze(-1)
     steps = []
     for row, lp in zip(gen.tolist(), tok_logp):
-        cut = next((k for k, t in enumerate(row) if t in stops), None)
+        cut = next((k for k, t in enumerate(row) if t in stop_set), None)
         n_tok = len(row) if cut is None else cut + 1
         toks = row[:n_tok]
         steps.append(Step(toks, float(lp[:n_tok].sum()), cut is not None and toks[-1] == tokenizer.eos_token_id,
@@ -350,6 +400,7 @@ class BeamSettings:
     beam_temperature_decay: float = 1.0
     step_end: str = ";"
     goal_aggregation: str = "step"
+    step_end_match: str = "token"
 
 
 @dataclass
@@ -457,6 +508,7 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings,
     rm_tokens = [0] * len(prompts)
     if s.goal_aggregation not in ("step", "latest"):
         raise ValueError(f"unknown goal_aggregation {s.goal_aggregation!r}; expected 'step' or 'latest'")
+    stops = step_stop_ids(tokenizer, s.step_end, s.step_end_match)
     live = [Beam(i, r=r, aggregation=s.goal_aggregation) for i in range(len(prompts))]
     done: dict[int, list[Beam]] = {i: [] for i in range(len(prompts))}
     state = None
@@ -474,7 +526,8 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings,
         n_live = {i: sum(b.prompt_index == i for b in live) for i in {b.prompt_index for b in live}}
         counts = [s.n_candidates if n_live[b.prompt_index] * s.n_candidates > s.beam_size
                   else max(s.n_candidates, 2 * s.beam_size // n_live[b.prompt_index]) for b in live]
-        steps = sample_steps(policy, tokenizer, prefixes, counts, s.temperature, s.max_step_tokens, s.step_end, bad)
+        steps = sample_steps(policy, tokenizer, prefixes, counts, s.temperature, s.max_step_tokens, s.step_end, bad,
+                             stop_ids=stops)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         # one candidate per distinct (prefix, step): duplicates would fill the beam with copies
         seen, cands = set(), []
@@ -546,23 +599,27 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamSettings,
     return out
 
 
-def format_trace(trace: list[dict], prompt: str | None = None) -> str:
-    """A readable account of the beam as it evolved, one block per step (for the notebook's worked example)."""
+def format_trace(trace: list[dict], prompt: str | None = None, width: int = 34) -> str:
+    """A readable account of the beam as it evolved, one block per step (for the notebook's worked example): the
+    last `width` characters of prefix + candidate, newlines shown as ⏎."""
+    def flat(text: str) -> str:
+        return text.replace("\n", "⏎")
+
     lines = [f"question: {prompt}"] if prompt else []
     for entry in trace:
         lines.append(f"\nstep {entry['step'] + 1}: {len(entry['candidates'])} distinct candidates"
                      + (f", {len(entry['carried'])} finished beams carried" if entry["carried"] else ""))
-        lines.append(f"  {'':2s}{'prefix + candidate step':34s} {'p(step)':>8s} {'goal G':>7s} {'step s':>7s}"
+        lines.append(f"  {'':2s}{'prefix + candidate step':{width}s} {'p(step)':>8s} {'goal G':>7s} {'step s':>7s}"
                      f" {'beam':>7s}")
         rows = sorted(entry["candidates"], key=lambda c: -c["beam_score"])
         for c in rows:
             mark = "*" if c["kept"] else " "
-            text = (c["prefix"] + "|" + c["step"].replace("</s>", "<eos>"))[-34:]
-            lines.append(f"  {mark} {text:34s} {math.exp(c['mean_logprob']):8.3f} {c['goal']:7.3f}"
+            text = flat(c["prefix"] + "|" + c["step"].replace("</s>", "<eos>"))[-width:]
+            lines.append(f"  {mark} {text:{width}s} {math.exp(c['mean_logprob']):8.3f} {c['goal']:7.3f}"
                          f" {c['step_score']:7.3f} {c['beam_score']:7.3f}")
         for c in entry["carried"]:
             mark = "*" if c["kept"] else " "
-            lines.append(f"  {mark} {(c['text'] + ' (finished)')[-34:]:34s} {'':8s} {'':7s} {'':7s}"
+            lines.append(f"  {mark} {flat(c['text'] + ' (finished)')[-width:]:{width}s} {'':8s} {'':7s} {'':7s}"
                          f" {c['beam_score']:7.3f}")
     lines.append("\n(* = kept; '|' separates the beam's prefix from the candidate step)")
     return "\n".join(lines)
@@ -637,11 +694,17 @@ def pick(sampled: Sampled, by: torch.Tensor) -> list[str]:
 Judge = Callable[[list[str], list[str]], list[dict[str, float]]]
 """A judge takes prompts and responses and returns one dict of attribute scores per response."""
 
-JUDGES: dict[str, Callable[[], Judge]] = {}
+JUDGES: dict[str, Callable[..., Judge]] = {}
 
 
-def register_judge(name: str, factory: Callable[[], Judge]) -> None:
-    """Make a judge available to `SteeringParams.judge` by name (an LLM judge, a human-label lookup, ...)."""
+def register_judge(name: str, factory: Callable[..., Judge]) -> None:
+    """Make a judge available to `SteeringParams.judge` by name (an LLM judge, a human-label lookup, ...).
+
+    `factory()` returns the judge; a factory with one parameter is given the run's `SteeringSetup` (its params in
+    `setup.params`, prompts, reward models, labelled examples). A judge may list the attributes it scores in an
+    `attributes` attribute, so a params file aiming at one it lacks fails before anything is decoded (otherwise it is
+    asked once, on the first labelled example, to find out), and may say what its scores are in a `note`
+    (written to metrics.json)."""
     JUDGES[name] = factory
 
 
@@ -658,10 +721,114 @@ def exact_toy_judge() -> Judge:
 register_judge("exact", exact_toy_judge)
 
 
-def get_judge(name: str) -> Judge:
+def get_judge(name: str, setup: "SteeringSetup | None" = None) -> Judge:
+    """The judge registered as `name`: its factory called with `setup` when it takes one argument, else with none."""
     if name not in JUDGES:
         raise KeyError(f"unknown judge {name!r}; registered: {sorted(JUDGES)} (see steering.register_judge)")
-    return JUDGES[name]()
+    factory = JUDGES[name]
+    try:
+        takes_setup = len(inspect.signature(factory).parameters) >= 1
+    except (TypeError, ValueError):  # a builtin or C callable: called without arguments
+        takes_setup = False
+    return factory(setup) if takes_setup else factory()
+
+
+class RewardModelProxyJudge:
+    """Real data without a paid judge: PROXIES read off one reward model, not ratings of helpfulness or complexity.
+
+    For every (prompt, response), in the kit's format (prompt + response + EOS) through the reward model
+    `p.judge_reward_model` (empty: the first of `p.reward_models`; its first seed):
+
+    - `proxy_reward`: its final reward (the HH-RLHF preference it was trained on, not a HelpSteer rating);
+    - `proxy_<attribute>`, for every attribute with both a high (`value: true`) and a low (`value: false`)
+      prototype in `p.prototypes`: 1 when the EOS state is nearer (by cosine) the high-rated prototypes than the
+      low-rated ones (mean cosine over each side), else 0, so its mean over responses is a share;
+    - `proxy_<attribute>_margin`: that difference of mean cosines itself.
+
+    The prototypes are this reward model's, built from the same rated responses as the decoder's (not saved). When
+    the judge's reward model also guides a decoder, its proxy reads the same kind of states the decoder steered
+    towards: a gain on it is necessary for steering to have worked, not evidence that a person (or GPT-4, as in the
+    paper) would rate the answers higher. The model is loaded once and kept on the CPU between calls when decoding
+    runs on an accelerator."""
+
+    note = ("PROXIES, not ratings: proxy_reward is the judge reward model's final reward; proxy_<attribute> is 1 "
+            "when the response's EOS state is nearer (cosine) that reward model's high-rated prototype than its "
+            "low-rated one. Not the paper's GPT-4 judgement; register a real judge with steering.register_judge.")
+
+    def __init__(self, setup: "SteeringSetup"):
+        p = setup.params
+        if p is None or setup.labels is None:
+            raise ValueError("judge rm_proxy: needs a real-data setup (rated labelled responses; see prepare)")
+        self.setup, self.p = setup, p
+        self.rm_name = p.judge_reward_model or p.reward_models[0]
+        self.rm_seed = setup.seeds[0]
+        specs = {}
+        for spec in p.prototypes:
+            specs.setdefault(spec.attribute, {True: [], False: []})[bool(spec.value)].append(spec.name)
+        self.sides = {a: sides for a, sides in specs.items() if sides[True] and sides[False]}
+        self.attributes = ["proxy_reward"] + [k for a in self.sides for k in (f"proxy_{a}", f"proxy_{a}_margin")]
+        self._model = None
+        self._tokenizer = None
+        self._protos: dict[str, torch.Tensor] = {}
+
+    def _load(self):
+        if self._model is None:
+            model, tok = self.setup.load_reward_model(self.rm_name, self.rm_seed)
+            protos = build_prototypes(self.p, self.setup, model, tok, self.rm_name, self.rm_seed,
+                                      labels=self.setup.labels)
+            self._protos = {k: v.vector.float().cpu() for k, v in protos.items()}
+            self._model, self._tokenizer = model, tok
+        if self._model.device != self.setup.device:
+            self._model.to(self.setup.device)
+        return self._model, self._tokenizer
+
+    def _park(self) -> None:
+        if self._model is not None and self.setup.device.type != "cpu":
+            self._model.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], responses: list[str]) -> list[dict[str, float]]:
+        model, tok = self._load()
+        try:
+            rewards, finals = read_final_states(model, tok, prompts, responses,
+                                                batch_size=self.p.sequence_batch_size or 256)
+        finally:
+            self._park()
+        h = F.normalize(finals, dim=-1)
+        out = [{"proxy_reward": float(r)} for r in rewards]
+        for a, sides in self.sides.items():
+            cos = {side: torch.stack([h @ F.normalize(self._protos[n], dim=0) for n in names]).mean(0)
+                   for side, names in sides.items()}
+            margin = (cos[True] - cos[False]).tolist()
+            for o, m in zip(out, margin):
+                o[f"proxy_{a}"] = float(m > 0)
+                o[f"proxy_{a}_margin"] = float(m)
+        return out
+
+
+register_judge("rm_proxy", RewardModelProxyJudge)
+
+
+@torch.no_grad()
+def read_final_states(model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 256
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reward (N,) and the final-layer state at the EOS (N, D) of every (prompt, response) in the kit's format
+    (an empty response is read as one space), float32 on the CPU, in input order."""
+    dev = next(model.parameters()).device
+    rewards, hidden = [], []
+    for s in range(0, len(prompts), batch_size):
+        seqs = [encode(tokenizer, q, r if r else " ") for q, r in zip(prompts[s:s + batch_size],
+                                                                     responses[s:s + batch_size])]
+        b = {k: v.to(dev) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
+        out = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"])
+        last = b["attention_mask"].sum(-1) - 1
+        rewards.append(out.rewards.float().cpu())
+        hidden.append(out.hidden[torch.arange(len(seqs), device=dev), last].float().cpu())
+    if not hidden:
+        return torch.zeros(0), torch.zeros(0, model.config.hidden_size)
+    return torch.cat(rewards), torch.cat(hidden)
 
 
 class CachedJudge:
@@ -693,9 +860,35 @@ class CachedJudge:
 
 
 def attribute_rates(judged: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of every attribute over the judged responses."""
+    """Mean of every attribute over the judged responses (a None, a rating in neither set, is left out)."""
     keys = list(judged[0]) if judged else []
-    return {k: float(np.mean([j[k] for j in judged])) for k in keys}
+    out = {}
+    for k in keys:
+        vals = [j[k] for j in judged if j[k] is not None]
+        out[k] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def in_set(label: dict, spec) -> bool:
+    """Whether an example with scores `label` belongs to prototype `spec` (attribute, value): a None score (real
+    data: rated between `rating_low` and `rating_high`) belongs to neither side."""
+    v = label[spec.attribute]
+    return v is not None and bool(v) == spec.value
+
+
+def rating_labels(records, high: int, low: int) -> list[dict[str, float | None]]:
+    """The labels of rated responses (`real_data.helpsteer_records`: ratings in meta), one dict per record: per
+    HelpSteer attribute 1.0 when rated >= `high`, 0.0 when rated <= `low`, None between (as
+    `real_data.helpsteer_sets` splits them)."""
+    from .real_data import HELPSTEER_ATTRIBUTES, helpsteer_sets
+
+    labels: list[dict[str, float | None]] = [{} for _ in records]
+    for a in HELPSTEER_ATTRIBUTES:
+        sets = helpsteer_sets(records, a, high, low)
+        hi, lo = {id(r) for r in sets["high"]}, {id(r) for r in sets["low"]}
+        for lab, r in zip(labels, records):
+            lab[a] = 1.0 if id(r) in hi else 0.0 if id(r) in lo else None
+    return labels
 
 
 class Timer:
@@ -737,22 +930,49 @@ class SteeringSetup:
     labelled: list[tuple[str, str]]
     device: torch.device
     judges: dict[str, CachedJudge] = field(default_factory=dict)
+    kind: str = "toy"
+    """`toy` (the toy world) or `real` (a real-data notebook-01 run with `SteeringParams.data`)"""
+    labels: list[dict] | None = None
+    """real data: the rating labels of `labelled` (`rating_labels`), which replace the judge's; None: judged"""
+    heldout: list[tuple[str, str]] = field(default_factory=list)
+    """real data: rated (prompt, response) examples for the prototype diagnostics, with `heldout_labels`"""
+    heldout_labels: list[dict] = field(default_factory=list)
+    params: object = None
+    """the SteeringParams of the run (for judges whose factory takes the setup)"""
+    labelled_source: str = ""
+    """where `labelled` came from (written into every prototype's provenance)"""
 
     def judge(self, name: str) -> CachedJudge:
         """The judge registered as `name`, made once for this setup and wrapped in a `CachedJudge`."""
         if name not in self.judges:
-            self.judges[name] = CachedJudge(get_judge(name), name)
+            self.judges[name] = CachedJudge(get_judge(name, self), name)
         return self.judges[name]
+
+    @property
+    def suppress_tokens(self) -> list[str]:
+        """Tokens the policy never generates: the toy world's self-correction marks (its base corpus has them,
+        sampled solutions must not); none for real data."""
+        if self.kind != "toy":
+            return []
+        from .toyworld import MARK_CHARS
+
+        return list(MARK_CHARS)
 
     @property
     def seeds(self) -> list[int]:
         return [s for s, _ in next(iter(self.model_dirs.values()))]
 
     def load_policy(self):
+        """(policy, tokenizer). Real data: the checkpoint's own dtype, and the reward models' tokenizer (the
+        policy's, with the pad token notebook 01 gave it: Llama 3 has none)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(self.policy_dir).to(self.device).eval()
-        return model, AutoTokenizer.from_pretrained(self.policy_dir)
+        if self.kind == "toy":
+            model = AutoModelForCausalLM.from_pretrained(self.policy_dir).to(self.device).eval()
+            return model, AutoTokenizer.from_pretrained(self.policy_dir)
+        model = AutoModelForCausalLM.from_pretrained(self.policy_dir, dtype="auto").to(self.device).eval()
+        first = next(iter(self.model_dirs.values()))[0][1]
+        return model, AutoTokenizer.from_pretrained(first)
 
     def load_reward_model(self, name: str, seed: int):
         from .models import load_reward_model
@@ -776,6 +996,14 @@ def prepare(p, run) -> SteeringSetup:
     policies = {str(policy_dir_of(d)) for ds in model_dirs.values() for _, d in ds}
     if len(policies) != 1:
         raise ValueError(f"the reward models come from different policies: {sorted(policies)}")
+    if rp.data.kind == "real" or p.data.real:
+        if rp.data.kind != "real":
+            raise ValueError(f"data.prompts / data.labelled are set, but {rm_dir} is a toy-world run: real-data "
+                             "steering needs the reward models of a real-data notebook-01 run")
+        if not p.data.real:
+            raise ValueError(f"{rm_dir} is a real-data notebook-01 run: set data.prompts and data.labelled (e.g. "
+                             "HelpSteer, adapter helpsteer) in the params; the toy world's prompts do not apply")
+        return _prepare_real(p, run, rm_dir, rp, seeds, model_dirs, Path(policies.pop()))
     pairs = load_jsonl(rm_dir / "data" / "train_pairs.jsonl", PreferencePair)
     held = load_jsonl(rm_dir / "data" / "heldout_pairs.jsonl", PreferencePair)
     seen = {x.prompt for x in pairs + held}
@@ -789,7 +1017,8 @@ def prepare(p, run) -> SteeringSetup:
             if len(prompts) == p.n_prompts:
                 break
     labelled = [(x.prompt, r) for x in pairs for r in (x.chosen, x.rejected)][:p.prototype_examples]
-    setup = SteeringSetup(rm_dir, rp, Path(policies.pop()), model_dirs, prompts, labelled, resolve_device(p.device))
+    setup = SteeringSetup(rm_dir, rp, Path(policies.pop()), model_dirs, prompts, labelled, resolve_device(p.device),
+                          params=p)
     run.write_json("prompts.json", prompts)
     run.write_json("setup.json", {"rm_run": str(rm_dir), "policy_dir": str(setup.policy_dir),
                                   "reward_models": {n: [str(d) for _, d in ds] for n, ds in model_dirs.items()},
@@ -798,10 +1027,75 @@ def prepare(p, run) -> SteeringSetup:
     return setup
 
 
+def _prepare_real(p, run, rm_dir: Path, rp, seeds: list[int], model_dirs: dict, policy_dir: Path) -> SteeringSetup:
+    """`prepare` for a real-data notebook-01 run: evaluation prompts from `p.data.prompts` (distinct prompts, drawn
+    with `p.seed`, none among the labelled responses' prompts, rendered with the policy's chat template as notebook
+    01 rendered its prompts), the rated responses of `p.data.labelled` that fall in some prototype's set (the first
+    `p.prototype_examples`), labelled by their ratings, and rated held-out responses of `p.data.prompts` (when its
+    adapter gives ratings) for the diagnostics."""
+    from transformers import AutoTokenizer
+
+    from . import real_data
+    from .params import to_dict
+
+    d = p.data
+    mode = rp.data.chat_template
+    tok = AutoTokenizer.from_pretrained(model_dirs[p.reward_models[0]][0][1])  # the policy's, pad token set
+    labelled_raw = real_data.load_adapted(d.labelled, "records")
+    labels_all = rating_labels(labelled_raw, d.rating_high, d.rating_low)
+    keep = [i for i, lab in enumerate(labels_all) if any(in_set(lab, spec) for spec in p.prototypes)]
+    keep = keep[:p.prototype_examples]
+    rendered = real_data.apply_chat_template([labelled_raw[i] for i in keep], tok, mode)
+    labelled = [(r.prompt, r.response) for r in rendered]
+    labels = [labels_all[i] for i in keep]
+    seen_raw = {r.prompt for r in labelled_raw}
+
+    records = real_data.load_adapted(d.prompts, "records")
+    distinct = [q for q in dict.fromkeys(r.prompt for r in records) if q not in seen_raw]
+    order = np.random.default_rng([p.seed, 4]).permutation(len(distinct))
+    prompts, too_long = [], 0
+    for i in order:
+        text = real_data.render_prompt(tok, distinct[i], None, mode)
+        if d.max_prompt_tokens and len(tok(text, add_special_tokens=False)["input_ids"]) > d.max_prompt_tokens:
+            too_long += 1
+            continue
+        prompts.append(text)
+        if len(prompts) == p.n_prompts:
+            break
+    if not prompts:
+        raise ValueError(f"{d.prompts.source}: no evaluation prompt left ({len(distinct)} distinct prompts not among "
+                         f"the labelled ones, {too_long} longer than data.max_prompt_tokens)")
+
+    heldout, heldout_labels = [], []
+    if d.heldout_examples and all(a in records[0].meta for a in real_data.HELPSTEER_ATTRIBUTES):
+        hl = rating_labels(records, d.rating_high, d.rating_low)
+        idx = [i for i, lab in enumerate(hl) if any(in_set(lab, spec) for spec in p.prototypes)][:d.heldout_examples]
+        heldout = [(r.prompt, r.response) for r in real_data.apply_chat_template([records[i] for i in idx], tok, mode)]
+        heldout_labels = [hl[i] for i in idx]
+
+    source = (f"{d.labelled.source} ({d.labelled.split}): responses rated >= {d.rating_high} (value true) or <= "
+              f"{d.rating_low} (value false), first {len(labelled)} in some prototype's set")
+    setup = SteeringSetup(rm_dir, rp, policy_dir, model_dirs, prompts, labelled, resolve_device(p.device),
+                          kind="real", labels=labels, heldout=heldout, heldout_labels=heldout_labels, params=p,
+                          labelled_source=source)
+    run.write_json("prompts.json", prompts)
+    run.write_json("setup.json", {"rm_run": str(rm_dir), "policy_dir": str(policy_dir), "kind": "real",
+                                  "reward_models": {n: [str(x) for _, x in ds] for n, ds in model_dirs.items()},
+                                  "seeds": seeds, "n_prompts": len(prompts), "n_labelled": len(labelled),
+                                  "n_heldout": len(heldout), "prompts_source": to_dict(d.prompts),
+                                  "labelled_source": source, "prompts_too_long": too_long,
+                                  "chat_template": mode if getattr(tok, "chat_template", None) else "none",
+                                  "device": str(setup.device)})
+    return setup
+
+
 def label_table(p, setup: SteeringSetup) -> list[dict[str, float]]:
-    """The judge's scores of the labelled examples (one dict per `setup.labelled` entry, in order): judged once per
-    run (the setup's `CachedJudge`), then reused by every prototype build, count and overview. Checks that the
-    judge scores every prototype's attribute and every target's aim."""
+    """The labels of the labelled examples (one dict per `setup.labelled` entry, in order): the judge's scores,
+    judged once per run (the setup's `CachedJudge`) and reused by every prototype build, count and overview; or,
+    on real data, their ratings (`setup.labels`; the judge is not asked). Checks that the labels have every
+    prototype's attribute and that the judge scores every target's aim."""
+    if setup.labels is not None:
+        return _check_real_labels(p, setup)
     judged = setup.judge(p.judge)([q for q, _ in setup.labelled], [r for _, r in setup.labelled])
     have = set(judged[0]) if judged else set()
     for spec in p.prototypes:
@@ -815,13 +1109,39 @@ def label_table(p, setup: SteeringSetup) -> list[dict[str, float]]:
     return judged
 
 
+def judge_attributes(setup: SteeringSetup, name: str) -> set[str]:
+    """The attributes judge `name` scores: the ones it lists (`attributes`), else the keys of its scores of the
+    first labelled example (asked once, through the run's cache)."""
+    judge = setup.judge(name)
+    listed = getattr(judge.judge, "attributes", None)
+    if listed is not None:
+        return set(listed)
+    q, r = setup.labelled[0]
+    return set(judge([q], [r])[0])
+
+
+def _check_real_labels(p, setup: SteeringSetup) -> list[dict]:
+    labels = setup.labels
+    have = set(labels[0]) if labels else set()
+    for spec in p.prototypes:
+        if labels and spec.attribute not in have:
+            raise KeyError(f"prototype {spec.name!r}: the labelled responses carry no rating {spec.attribute!r}; "
+                           f"they have {sorted(have)}")
+    scored = judge_attributes(setup, p.judge)
+    for t in p.targets:
+        if t.aim not in scored:
+            raise KeyError(f"target {t.name!r}: the judge {p.judge!r} has no attribute {t.aim!r} to aim at; it scores "
+                           f"{sorted(scored)}")
+    return labels
+
+
 def label_counts(p, setup: SteeringSetup, labels: list[dict] | None = None) -> dict[str, dict]:
     """For each prototype, how many labelled examples it is built from. `labels`: the judge's scores of
     `setup.labelled` (`label_table`; judged, once per run, when not given)."""
     judged = label_table(p, setup) if labels is None else labels
     out = {}
     for spec in p.prototypes:
-        n = sum(bool(j[spec.attribute]) == spec.value for j in judged)
+        n = sum(in_set(j, spec) for j in judged)
         out[spec.name] = {"attribute": spec.attribute, "value": spec.value, "count": n}
     return out
 
@@ -837,17 +1157,20 @@ def build_prototypes(p, setup: SteeringSetup, model, tokenizer, rm_name: str, se
     from .qvalues import Prototype, pooled_states, prototype_provenance
 
     judged = label_table(p, setup) if labels is None else labels
+    kw = {"batch_size": p.sequence_batch_size} if p.sequence_batch_size else {}
     states = pooled_states(model, tokenizer, [q for q, _ in setup.labelled], [r for _, r in setup.labelled],
-                           pooling=p.prototype_pooling)
+                           pooling=p.prototype_pooling, **kw)
     out = {}
     for spec in p.prototypes:
-        sel = torch.tensor([bool(j[spec.attribute]) == spec.value for j in judged])
+        sel = torch.tensor([in_set(j, spec) for j in judged])
         if not bool(sel.any()):
             raise ValueError(f"prototype {spec.name!r}: no labelled example has {spec.attribute} = {spec.value}")
         prov = prototype_provenance(model, p.prototype_pooling, int(sel.sum()), extra={
-            "attribute": spec.attribute, "value": spec.value, "judge": p.judge, "reward_model": rm_name,
+            "attribute": spec.attribute, "value": spec.value,
+            "judge": p.judge if setup.labels is None else "none (labelled by their ratings)", "reward_model": rm_name,
             "rm_seed": seed, "checkpoint": str(dict(setup.model_dirs[rm_name])[seed]),
-            "data": f"both sides of {setup.rm_run_dir / 'data' / 'train_pairs.jsonl'} (first {len(setup.labelled)})"})
+            "data": setup.labelled_source
+            or f"both sides of {setup.rm_run_dir / 'data' / 'train_pairs.jsonl'} (first {len(setup.labelled)})"})
         proto = Prototype(spec.name, states[sel].mean(0), prov)
         if save_dir is not None:
             proto.save(save_dir)
@@ -859,41 +1182,74 @@ def goal_terms(p, prototypes: dict) -> dict[str, GoalTerm]:
     return {t.name: GoalTerm.from_prototypes(t.name, prototypes, t.weights) for t in p.targets}
 
 
+def target_rating(p, target):
+    """Real data: the prototype a target steers towards most (its largest positive weight), whose attribute and
+    value say which rated responses count as positives in the diagnostics. None when no weight is positive."""
+    specs = {s.name: s for s in p.prototypes}
+    name, w = max(target.weights.items(), key=lambda kv: kv[1])
+    return specs[name] if w > 0 else None
+
+
 @torch.no_grad()
 def prototype_diagnostics(p, setup: SteeringSetup, model, tokenizer, goals: dict[str, GoalTerm]) -> dict:
-    """Does each goal point at its attribute? On the RM run's held-out pairs (both sides, questions never used to
-    build prototypes): AUROC of the goal term G for the target's `aim` attribute, read at the EOS (`final`) and
-    at every step's end inside the response (`steps`, the states the decoder scores mid-solution)."""
-    from .data import PreferencePair, load_jsonl
+    """Does each goal point at its attribute? AUROC of the goal term G, read at the EOS (`final`) and at every
+    step's end inside the response (`steps`, the states the decoder scores mid-solution).
+
+    Toy world: on the RM run's held-out pairs (both sides, questions never used to build prototypes), for the
+    target's `aim` as the judge scores it. Real data: on rated held-out responses (`setup.heldout`, never used to
+    build prototypes), for the rating of the prototype the target steers towards most (`target_rating`: rated high
+    vs low; responses rated in between are left out), so the check uses the ratings, not the judge's proxies."""
     from .evaluation import auroc
 
-    held = load_jsonl(setup.rm_run_dir / "data" / "heldout_pairs.jsonl", PreferencePair)
-    pairs = [(x.prompt, r) for x in held for r in (x.chosen, x.rejected)]
-    judged = setup.judge(p.judge)([q for q, _ in pairs], [r for _, r in pairs])
-    sep = tokenizer(p.beam.step_end, add_special_tokens=False)["input_ids"][0]
+    if setup.labels is None:
+        from .data import PreferencePair, load_jsonl
+
+        held = load_jsonl(setup.rm_run_dir / "data" / "heldout_pairs.jsonl", PreferencePair)
+        pairs = [(x.prompt, r) for x in held for r in (x.chosen, x.rejected)]
+        judged = setup.judge(p.judge)([q for q, _ in pairs], [r for _, r in pairs])
+        row_labels = {t.name: [bool(j[t.aim]) for j in judged] for t in p.targets}
+        described = {t.name: t.aim for t in p.targets}
+    else:
+        pairs = list(setup.heldout)
+        row_labels, described = {}, {}
+        for t in p.targets:
+            spec = target_rating(p, t)
+            row_labels[t.name] = [None if spec is None or j[spec.attribute] is None else in_set(j, spec)
+                                  for j in setup.heldout_labels]
+            described[t.name] = ("" if spec is None else
+                                 f"{spec.attribute} rated {'high' if spec.value else 'low'} (vs "
+                                 f"{'low' if spec.value else 'high'})")
+    delims = torch.tensor(step_end_ids(tokenizer, p.beam.step_end, p.beam.step_end_match))
     dev = next(model.parameters()).device
-    finals = {t: [] for t in goals}
+    bs = p.sequence_batch_size or 256
+    finals = {t: ([], []) for t in goals}
     steps = {t: ([], []) for t in goals}
-    for s in range(0, len(pairs), 256):
-        chunk = pairs[s:s + 256]
+    for s in range(0, len(pairs), bs):
+        chunk = pairs[s:s + bs]
         seqs = [encode(tokenizer, q, r) for q, r in chunk]
         b = {k: v.to(dev) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
         h = reward_forward(model, b["input_ids"], b["attention_mask"], b["position_ids"]).hidden
         last = b["attention_mask"].sum(-1) - 1
-        is_step = (b["input_ids"] == sep) & (b["response_mask"] == 1)
+        is_step = torch.isin(b["input_ids"], delims.to(dev)) & (b["response_mask"] == 1)
         for name, g in goals.items():
             G = g(h).cpu()
-            finals[name].extend(G[torch.arange(len(chunk)), last.cpu()].tolist())
-            aim = next(t.aim for t in p.targets if t.name == name)
+            at_end = G[torch.arange(len(chunk)), last.cpu()].tolist()
             for row in range(len(chunk)):
+                lab = row_labels[name][s + row]
+                if lab is None:
+                    continue
+                finals[name][0].append(at_end[row])
+                finals[name][1].append(lab)
                 vals = G[row][is_step[row].cpu()].tolist()
                 steps[name][0].extend(vals)
-                steps[name][1].extend([bool(judged[s + row][aim])] * len(vals))
+                steps[name][1].extend([lab] * len(vals))
     out = {}
     for t in p.targets:
-        labels = [bool(j[t.aim]) for j in judged]
-        out[t.name] = {"aim": t.aim, "final_auroc": auroc(finals[t.name], labels),
-                       "steps_auroc": auroc(*steps[t.name]), "n_responses": len(pairs)}
+        out[t.name] = {"aim": t.aim, "final_auroc": auroc(*finals[t.name]) if finals[t.name][0] else float("nan"),
+                       "steps_auroc": auroc(*steps[t.name]) if steps[t.name][0] else float("nan"),
+                       "n_responses": len(finals[t.name][0])}
+        if setup.labels is not None:
+            out[t.name]["labels"] = described[t.name]
     return out
 
 
@@ -956,20 +1312,21 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
     Prototypes are built and saved per reward model and seed under run/prototypes/<rm>_seed<k>/prototypes/. The
     labelled examples are judged once (`label_table`) and every response through the setup's `CachedJudge`.
     Writes responses.json."""
-    from .toyworld import MARK_CHARS
-
     judge = setup.judge(p.judge)
     labels = label_table(p, setup)
     settings = beam_settings(p)
     policy, tok = setup.load_policy()
     prompts = setup.prompts
-    suppress = list(MARK_CHARS)
+    suppress = setup.suppress_tokens
     max_new = settings.max_steps * settings.max_step_tokens
+    sample_kw = {"batch_size": p.sequence_batch_size} if p.sequence_batch_size else {}
+    score_kw = dict(sample_kw)
     rows, responses, diagnostics, bon_n = [], {}, {}, {}
     for seed in setup.seeds:
         dseed = p.seed * 1000 + seed
         with Timer() as t:
-            plain = sample_solutions(policy, tok, prompts, 1, settings.temperature, max_new, dseed, suppress)
+            plain = sample_solutions(policy, tok, prompts, 1, settings.temperature, max_new, dseed, suppress,
+                                     **sample_kw)
         plain_resp = [r[0] for r in plain.responses]
         rows.append(_row("plain", seed, prompts, plain_resp, judge, plain.policy_tokens, plain.policy_tokens_processed,
                          [0] * len(prompts), t.seconds))
@@ -1016,10 +1373,11 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
         n = p.best_of_n or max(1, int(round(np.mean(guided_tokens) / max(1e-9, np.mean(plain.policy_tokens)))))
         bon_n[seed] = n
         with Timer() as t_sample:
-            sampled = sample_solutions(policy, tok, prompts, n, settings.temperature, max_new, dseed + 1, suppress)
+            sampled = sample_solutions(policy, tok, prompts, n, settings.temperature, max_new, dseed + 1, suppress,
+                                       **sample_kw)
         for name, (model, goals) in models.items():
             with Timer() as t:
-                score_samples(model, tok, sampled)
+                score_samples(model, tok, sampled, **score_kw)
             secs = t_sample.seconds + t.seconds
             resp = pick(sampled, sampled.rewards)
             rows.append(_row("best_of_n", seed, prompts, resp, judge, sampled.policy_tokens,
@@ -1111,8 +1469,6 @@ def check_cache(p, setup: SteeringSetup, n_prompts: int = 8) -> dict:
     """Guided decoding with and without the reward model's cache on the first prompts (first reward model, seed
     and target, same sampling seed): the scores must agree and the responses be the same. Returns the largest
     score difference, whether every response matched, and the reward-model tokens of each."""
-    from .toyworld import MARK_CHARS
-
     policy, tok = setup.load_policy()
     name, seed = p.reward_models[0], setup.seeds[0]
     model, rtok = setup.load_reward_model(name, seed)
@@ -1123,7 +1479,7 @@ def check_cache(p, setup: SteeringSetup, n_prompts: int = 8) -> dict:
     for use_cache in (True, False):
         scorer = ContextScorer(model, use_cache=use_cache, pooling=p.step_pooling)
         outs[use_cache] = guided_decode(policy, tok, prompts, beam_settings(p), scorer, goal, seed=p.seed,
-                                        suppress_tokens=list(MARK_CHARS))
+                                        suppress_tokens=setup.suppress_tokens)
     a, b = outs[True], outs[False]
     return {"prompts": len(prompts), "reward_model": name, "seed": seed, "target": p.targets[0].name,
             "max_abs_score_diff": max(abs(x.score - y.score) for x, y in zip(a, b)),
@@ -1132,11 +1488,10 @@ def check_cache(p, setup: SteeringSetup, n_prompts: int = 8) -> dict:
 
 
 def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model: str | None = None,
-                   target: str | None = None) -> str:
+                   target: str | None = None, width: int | None = None) -> str:
     """Decode one prompt with the first reward model, seed and target (or those named) and return the beam's
-    evolution as text (`format_trace`), followed by the answer and its exact scores."""
-    from .toyworld import MARK_CHARS
-
+    evolution as text (`format_trace`, `width` characters of each candidate: default 34 in the toy world, 72 on
+    real data), followed by the answer and the judge's scores."""
     policy, tok = setup.load_policy()
     name = reward_model or p.reward_models[0]
     seed = setup.seeds[0]
@@ -1146,12 +1501,13 @@ def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model:
     prompt = setup.prompts[prompt_index]
     trace: list = []
     dec = guided_decode(policy, tok, [prompt], beam_settings(p), ContextScorer(model, pooling=p.step_pooling), goal,
-                        seed=p.seed, suppress_tokens=list(MARK_CHARS), trace_prompts=(0,), trace=trace)[0]
+                        seed=p.seed, suppress_tokens=setup.suppress_tokens, trace_prompts=(0,), trace=trace)[0]
     scores = setup.judge(p.judge)([prompt], [dec.response])[0]
     head = (f"reward model {name} (seed {seed}), goal {tname!r} = "
             + " ".join(f"{w:+g}*{k}" for k, w in next(t for t in p.targets if t.name == tname).weights.items())
             + f", r = {goal_ratio(p.beam.confidence_ratio):.2f}")
-    return (head + "\n" + format_trace(trace, prompt) + f"\n\nanswer: {dec.response}   scores: {scores}"
+    width = width or (34 if setup.kind == "toy" else 72)
+    return (head + "\n" + format_trace(trace, prompt, width) + f"\n\nanswer: {dec.response}   scores: {scores}"
             + f"\npolicy tokens sampled: {dec.policy_tokens} (processed, with the prefixes re-encoded at every step:"
             f" {dec.policy_tokens_processed}), reward-model tokens: {dec.rm_tokens}")
 
@@ -1168,11 +1524,29 @@ def attribute_overview(p, setup: SteeringSetup, labels: list[dict] | None = None
     rates = attribute_rates(judged)
     protos = {s.attribute: [] for s in p.prototypes}
     for s in p.prototypes:
-        n = sum(bool(j[s.attribute]) == s.value for j in judged)
+        n = sum(in_set(j, s) for j in judged)
         protos[s.attribute].append(f"{s.name} ({s.attribute} = {s.value}: {n} examples)")
-    return pd.DataFrame([{"attribute": k, "description": ATTRIBUTES[k].description if k in ATTRIBUTES else "",
-                          "share of labelled examples": round(v, 3), "prototypes": ", ".join(protos.get(k, []))}
+    if setup.labels is None:
+        return pd.DataFrame([{"attribute": k, "description": ATTRIBUTES[k].description if k in ATTRIBUTES else "",
+                              "share of labelled examples": round(v, 3), "prototypes": ", ".join(protos.get(k, []))}
+                             for k, v in rates.items()]).set_index("attribute")
+    d = p.data
+    rated = {k: sum(j[k] is not None for j in judged) for k in rates}
+    return pd.DataFrame([{"attribute": k, "description": HELPSTEER_DESCRIPTIONS.get(k, ""),
+                          f"share rated >= {d.rating_high} among those rated >= {d.rating_high} or <= {d.rating_low}":
+                          round(v, 3) if v == v else v, "examples rated high or low": rated[k],
+                          "prototypes": ", ".join(protos.get(k, []))}
                          for k, v in rates.items()]).set_index("attribute")
+
+
+HELPSTEER_DESCRIPTIONS = {
+    "helpfulness": "HelpSteer rating 0-4: overall helpfulness of the response to the prompt",
+    "correctness": "HelpSteer rating 0-4: inclusion of all pertinent facts without errors",
+    "coherence": "HelpSteer rating 0-4: consistency and clarity of expression",
+    "complexity": "HelpSteer rating 0-4: intellectual depth needed to write the response (basic language to "
+                  "domain expertise)",
+    "verbosity": "HelpSteer rating 0-4: amount of detail relative to what the prompt asks",
+}
 
 
 def diagnostics_table(diagnostics: dict):
@@ -1182,8 +1556,8 @@ def diagnostics_table(diagnostics: dict):
 
     if diagnostics and "aim" in next(iter(diagnostics.values())):
         diagnostics = {"": diagnostics}
-    rows = [{"reward model": m, "goal": t, "aim": d["aim"], "AUROC at the EOS": round(d["final_auroc"], 3),
-             "AUROC at step ends": round(d["steps_auroc"], 3)}
+    rows = [{"reward model": m, "goal": t, "aim": d.get("labels") or d["aim"],
+             "AUROC at the EOS": round(d["final_auroc"], 3), "AUROC at step ends": round(d["steps_auroc"], 3)}
             for m, ds in diagnostics.items() for t, d in ds.items()]
     return pd.DataFrame(rows)
 
@@ -1195,8 +1569,8 @@ def has_attribute(summary_or_rows: list[dict], attribute: str) -> bool:
 
 def reported_attributes(p, result: SteeringResult) -> list[str]:
     """The attributes the comparison reports: every target's aim (from the params), then correctness when the
-    judge scores `correct`; only those the judge scored."""
-    wanted = [t.aim for t in p.targets] + ["correct"]
+    judge scores `correct` (and the proxy reward with the `rm_proxy` judge); only those the judge scored."""
+    wanted = [t.aim for t in p.targets] + ["correct", "proxy_reward"]
     return [a for a in dict.fromkeys(wanted) if has_attribute(result.summary, a)]
 
 
@@ -1249,7 +1623,9 @@ def gains_table(result: SteeringResult):
 
 
 def write_metrics(p, run, setup: SteeringSetup, result: SteeringResult, labels: dict) -> dict:
+    judge = setup.judge(p.judge).judge
     metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed, "rm_run": str(setup.rm_run_dir),
+               "kind": setup.kind, "judge": {"name": p.judge, "note": getattr(judge, "note", "")},
                "n_prompts": len(setup.prompts), "seeds": setup.seeds, "best_of_n": result.best_of_n,
                "prototype_labels": labels, "prototype_diagnostics": result.diagnostics,
                "cache_check": result.cache_check, "rows": result.rows, "summary": result.summary,

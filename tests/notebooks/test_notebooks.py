@@ -189,3 +189,35 @@ def _check_steering(metrics, run):
 
 
 SANITY["04_steering"] = _check_steering
+
+
+def _steering_real_world_helpers():
+    """The real-data world of tests/integration/test_steering_real_world.py (a real-data notebook-01 run on a tiny
+    chat model, HelpSteer-format files), loaded from its file so both tiers build the same one."""
+    import importlib.util
+
+    path = ROOT / "tests" / "integration" / "test_steering_real_world.py"
+    spec = importlib.util.spec_from_file_location("steering_real_world_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.scale
+def test_notebook_04_on_a_real_data_run(tmp_path, monkeypatch):
+    """Notebook 04 headless (as `gcrm run` runs it) on a real-data notebook-01 run made from local files: HelpSteer
+    prompts and rated prototypes, steps ending at the first line, the rm_proxy judge."""
+    import yaml
+
+    from gcrm_kit.cli import main
+
+    helpers = _steering_real_world_helpers()
+    world = helpers.build_real_world(tmp_path / "world")
+    params = tmp_path / "real.yaml"
+    params.write_text(yaml.safe_dump(helpers.steering_params(world, tmp_path)))
+    monkeypatch.chdir(ROOT)
+    assert main(["run", "04_steering", "--params", str(params), "--quiet"]) == 0
+    (run,) = (tmp_path / "04_steering" / "real").iterdir()
+    assert (run / "04_steering.ipynb").is_file()
+    helpers.check_real_steering_run(json.loads((run / "metrics.json").read_text()), run)
