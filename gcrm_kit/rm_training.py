@@ -682,7 +682,10 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
                     dirs.setdefault(spec.name, []).append(d)
                 m = evaluate_reward_model(d, world, p.evaluation.batch_size, device=eval_device(p))
                 rows.append({"reward_model": spec.name, "rm_seed": rm_seed, "n_train_pairs": len(pairs),
-                             "all_pairs": n is None, **m})
+                             "all_pairs": n is None, **m,
+                             "pairwise_p_above_chance": pairwise_p_above_chance(m.get("pairwise_accuracy"),
+                                                                                len(world.heldout_pairs))})
+    warn_chance_level(rows)
     full = [r for r in rows if r["all_pairs"]]
     summary = summarise(full, list(world.eval_records))
     curve = data_size_curve(rows, list(world.eval_records)) if counts else []
@@ -692,6 +695,27 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
                                     "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
                                     "skipped": skipped, "rows": rows, "summary": summary, "data_size_curve": curve})
     return result
+
+
+def pairwise_p_above_chance(accuracy: float | None, n_pairs: int) -> float | None:
+    """One-sided binomial p-value of a held-out pairwise accuracy against chance (0.5) over `n_pairs` pairs; None
+    without held-out pairs. A reward model that stays near chance learned nothing its mean over seeds should hide."""
+    if accuracy is None or not n_pairs:
+        return None
+    from scipy.stats import binomtest
+
+    return float(binomtest(int(round(accuracy * n_pairs)), n_pairs, 0.5, alternative="greater").pvalue)
+
+
+def warn_chance_level(rows: list[dict], alpha: float = 0.01) -> list[dict]:
+    """Print (and return) the rows whose held-out pairwise accuracy is not above chance at level `alpha`: such a
+    seed did not learn to rank its pairs, and averages over seeds that include it mix two different outcomes."""
+    flat = [r for r in rows if r.get("pairwise_p_above_chance") is not None and r["pairwise_p_above_chance"] >= alpha]
+    for r in flat:
+        print(f"[gcrm] warning: {r['reward_model']} seed {r['rm_seed']} ({r['n_train_pairs']} pairs) is not above "
+              f"chance on held-out pairs: pairwise accuracy {r['pairwise_accuracy']:.3f} "
+              f"(p = {r['pairwise_p_above_chance']:.2g})", flush=True)
+    return flat
 
 
 def skip_counts(world: ToyWorld, model_dirs: list[Path], rows: list[dict]) -> dict:
