@@ -33,6 +33,7 @@ from .params import ModelParams, RMTrainingParams, RewardModelSpec, dump_yaml, t
 from .qvalues import build_prototype
 from .runs import Run, atomic_write_json, atomic_write_text, cached, seed_everything, start_run, to_jsonable
 from .toyworld import MARK_CHARS, SPLITS, sample_problems, verify
+from .toyworld.corpus import VERDICT_NO, VERDICT_YES
 from .toyworld.policy import get_policy, policy_cache_key
 from .training import RewardTrainer, attach_lm_head, detach_lm_head
 
@@ -816,6 +817,31 @@ def train_reward_models(p: RMTrainingParams) -> RMTrainingResult:
     save_figures(run, result)
     measure_best_of_n(p, run, result)
     return result
+
+
+def policy_verdict_table(world: ToyWorld, batch_size: int = 256):
+    """Toy world only: AUROC of the policy's own verdict after the EOS (`toyworld.policy.verdict_scores`) for the
+    correctness of each split's sampled solutions (pandas DataFrame; empty for a real-data world). Reward models
+    start from the EOS state the verdict is read from: a policy near 0.5 here leaves them little to learn from (the
+    README's "Known problem": one policy seed gave 0.59 on `id`, another 0.93)."""
+    import pandas as pd
+
+    from .toyworld.policy import verdict_scores
+
+    rows = []
+    if world.policy_dir is not None and (Path(world.policy_dir) / "config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(world.policy_dir)
+        if all(tok.convert_tokens_to_ids(v) not in (None, tok.unk_token_id) for v in (VERDICT_YES, VERDICT_NO)):
+            for split, recs in world.eval_records.items():
+                labels = [r.is_correct for r in recs]
+                if len(set(labels)) < 2:
+                    continue
+                sc = verdict_scores(world.policy_dir, [r.prompt for r in recs], [r.response for r in recs],
+                                    batch_size)
+                rows.append({"split": split, "policy verdict AUROC": evaluation.auroc(sc, labels), "n": len(recs)})
+    return pd.DataFrame(rows, columns=["split", "policy verdict AUROC", "n"]).set_index("split")
 
 
 def policy_accuracy_table(world: ToyWorld):

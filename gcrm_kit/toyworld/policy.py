@@ -15,10 +15,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..data import Encoded, LMCollator, encode
+from ..data import Encoded, LMCollator, encode, pad_ids
 from ..params import PolicyParams, WorldParams
 from ..runs import atomic_write_json, cached, seed_everything, to_jsonable
-from .corpus import SlipModel, build_corpus
+from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus
 from .problems import SPLITS
 from .tokenizer import build_tokenizer
 
@@ -113,3 +113,29 @@ def get_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: 
     """The policy checkpoint folder for these params, trained now or reused from the cache."""
     key = policy_cache_key(world, policy, seed)
     return cached(cache_root, "policy", key, lambda d: train_policy(world, policy, seed, d))
+
+
+@torch.no_grad()
+def verdict_scores(policy_dir: str | Path, prompts: list[str], responses: list[str], batch_size: int = 256
+                   ) -> np.ndarray:
+    """The base model's own judgement of finished solutions: logit(Y) - logit(N) for the verdict token it predicts
+    right after each solution's EOS (the corpus writes the verdict there; see toyworld.corpus). Returns (n,).
+
+    Reward models read the EOS state, so this says how much of the judgement the design relies on a policy has
+    learned: a policy whose verdict does not separate right from wrong solutions gives reward models little to read.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    yes, no = tokenizer.convert_tokens_to_ids(VERDICT_YES), tokenizer.convert_tokens_to_ids(VERDICT_NO)
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        enc = [encode(tokenizer, q, r).input_ids for q, r in zip(prompts[start:start + batch_size],
+                                                                 responses[start:start + batch_size])]
+        ids, att = pad_ids(enc, tokenizer.pad_token_id, side="right")
+        logits = model(input_ids=ids, attention_mask=att).logits  # (B, T, V)
+        last = att.sum(-1) - 1  # the EOS of each row
+        at_eos = logits[torch.arange(len(enc)), last]
+        out.append((at_eos[:, yes] - at_eos[:, no]).float().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
