@@ -205,7 +205,7 @@ def _record_attempt(run_dir: Path) -> None:
         return
     lines = git_file.read_text().splitlines()
     first = lines[0].strip() if lines else "unknown"
-    n = 1 + sum(1 for x in lines if x.startswith("attempt ")) + 1
+    n = 2 + sum(1 for x in lines if x.startswith("attempt "))  # the first attempt has no "attempt" line
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     atomic_write_text(git_file, "\n".join(lines) + f"\nattempt {n} ({stamp}): {sha}\n")
     old_env = env_file.read_text() if env_file.is_file() else ""

@@ -1570,7 +1570,11 @@ def has_attribute(summary_or_rows: list[dict], attribute: str) -> bool:
 def reported_attributes(p, result: SteeringResult) -> list[str]:
     """The attributes the comparison reports: every target's aim (from the params), then correctness when the
     judge scores `correct` (and the proxy reward with the `rm_proxy` judge); only those the judge scored."""
-    wanted = [t.aim for t in p.targets] + ["correct", "proxy_reward"]
+    return _scored(result, [t.aim for t in p.targets] + ["correct", "proxy_reward"])
+
+
+def _scored(result: SteeringResult, wanted: list[str]) -> list[str]:
+    """`wanted` without repeats, keeping only the attributes the judge scored."""
     return [a for a in dict.fromkeys(wanted) if has_attribute(result.summary, a)]
 
 
@@ -1640,8 +1644,7 @@ def save_figures(run, result: SteeringResult, aims: list[str]) -> dict:
     when the judge scores `correct`)."""
     from . import plots
 
-    attrs = [a for a in dict.fromkeys(list(aims) + ["correct"]) if has_attribute(result.summary, a)]
-    figs = {"steering_rates": plots.steering_rates(result.summary, attrs),
+    figs = {"steering_rates": plots.steering_rates(result.summary, _scored(result, list(aims) + ["correct"])),
             "steering_compute": plots.steering_compute(result.summary)}
     if result.gains:
         figs["steering_gains"] = plots.steering_gains(result.gains)
