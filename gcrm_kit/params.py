@@ -44,6 +44,9 @@ class WorldParams:
     """share of wrong steps that copy a wrong operand (the rest write a wrong result)"""
     correction_mark_rate: float = 0.5
     """share of erroneous corpus solutions whose wrong steps carry the correction mark '!'"""
+    correction_mark_style: Literal["step", "state"] = "step"
+    """which steps carry the mark: `step`, those whose own computation is wrong; `state`, every step after which
+    the running value is wrong (the first wrong step and the ones carrying its error on)"""
     verdict_rate: float = 0.5
     """share of corpus solutions followed by a verdict '|Y' / '|N'"""
 
@@ -63,6 +66,14 @@ class PolicyParams:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
+    verdict_loss_weight: float = 1.0
+    """weight of the verdict token (the one after the EOS) in the language-modelling loss, relative to every
+    other token's 1 (10 did not make the verdict learnt more often: README, "Which policies learn the verdict")"""
+    min_verdict_auroc: float = 0.8
+    """accept a trained policy only if its own verdict after the EOS tells right from wrong on fresh corpus-style
+    `id` solutions with at least this AUROC (toyworld.policy.verdict_check); 0 accepts the first policy unchecked"""
+    max_attempts: int = 3
+    """policies tried (seeds seed, seed + 1, ...) before going on with the best one and a warning"""
 
 
 @dataclass
@@ -329,6 +340,9 @@ class RMTrainingParams:
             raise ParamsError(f"train_pair_counts: each count must be >= 2, got {self.train_pair_counts}")
         if not 0.0 < self.pairs.heldout_fraction < 1.0:
             raise ParamsError("pairs.heldout_fraction must be in (0, 1)")
+        if self.policy.max_attempts < 1 or not 0.0 <= self.policy.min_verdict_auroc <= 1.0:
+            raise ParamsError("policy.max_attempts must be >= 1 and policy.min_verdict_auroc in [0, 1], got "
+                              f"{self.policy.max_attempts} and {self.policy.min_verdict_auroc}")
         validate_scale(self)
 
 

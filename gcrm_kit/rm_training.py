@@ -34,7 +34,7 @@ from .qvalues import build_prototype
 from .runs import Run, atomic_write_json, atomic_write_text, cached, seed_everything, start_run, to_jsonable
 from .toyworld import MARK_CHARS, SPLITS, sample_problems, verify
 from .toyworld.corpus import VERDICT_NO, VERDICT_YES
-from .toyworld.policy import get_policy, policy_cache_key
+from .toyworld.policy import choose_policy, policy_cache_key
 from .training import RewardTrainer, attach_lm_head, detach_lm_head
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,13 @@ def cached_samples(p: RMTrainingParams, cache_root: Path, policy_dir: Path, spli
     else:
         raise ValueError(f"purpose {purpose!r}: expected pairs, eval or best_of_n")
     seed = p.seed * 1000 + {"pairs": 1, "eval": 2, "best_of_n": 3}[purpose]
+    # keyed by what produced the policy (its cache key.json: world, training params and the seed that was accepted,
+    # which may differ from p.seed, see toyworld.policy.choose_policy)
+    key_file = Path(policy_dir) / "key.json"
+    policy_key = (json.loads(key_file.read_text()) if key_file.is_file()
+                  else policy_cache_key(p.world, p.policy, p.seed))
     # the batch size is part of the key: samples of one batch share a random stream (generation.sample_responses)
-    key = {"artifact": "samples", "version": 1, "policy": policy_cache_key(p.world, p.policy, p.seed),
-           "split": split, "seed": seed, **args}
+    key = {"artifact": "samples", "version": 1, "policy": policy_key, "split": split, "seed": seed, **args}
 
     def build(d: Path) -> None:
         save_jsonl(sample_split(policy_dir, split, seed=seed, **args), d / "records.jsonl")
@@ -263,13 +267,16 @@ class ToyWorld:
     heldout_pairs: list[PreferencePair]
     pair_stats: dict
     policy_accuracy: dict[str, float] = field(default_factory=dict)
+    policy_attempts: list[dict] = field(default_factory=list)
+    """toy world: every policy trained, with its verdict check (toyworld.policy.choose_policy)"""
 
 
 def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     """Train (or reuse) the policy, sample evaluation and pair data, build pairs. Writes policy_accuracy.json and
     pairs files into the run folder."""
     cache = run.cache_root
-    policy_dir = get_policy(p.world, p.policy, p.seed, cache)
+    choice = choose_policy(p.world, p.policy, p.seed, cache)
+    policy_dir = choice.policy_dir
     eval_records = {s: cached_samples(p, cache, policy_dir, s, "eval") for s in p.evaluation.splits}
     pair_records = cached_samples(p, cache, policy_dir, "id", "pairs")
     exclude = {r.prompt for recs in eval_records.values() for r in recs}
@@ -281,7 +288,7 @@ def build_toy_world(p: RMTrainingParams, run: Run) -> ToyWorld:
     acc = {s: float(np.mean([r.is_correct for r in recs])) for s, recs in eval_records.items()}
     acc["pairs_samples_id"] = float(np.mean([r.is_correct for r in pair_records]))
     stats.update(train_pairs=len(train), heldout_pairs=len(held))
-    world = ToyWorld(policy_dir, eval_records, train, held, stats, acc)
+    world = ToyWorld(policy_dir, eval_records, train, held, stats, acc, choice.attempts)
     return save_world(run, screen_world(world, screening_tokenizer(p, policy_dir), p.training.max_length))
 
 
@@ -290,6 +297,8 @@ def save_world(run: Run, world: ToyWorld) -> ToyWorld:
     heldout_pairs and eval_<split>.jsonl: what later notebooks score, kept with the run that scored it).
     Returns `world`."""
     run.write_json("policy_accuracy.json", world.policy_accuracy)
+    if world.policy_attempts:
+        run.write_json("policy_attempts.json", world.policy_attempts)
     run.write_json("pair_stats.json", world.pair_stats)
     save_jsonl(world.train_pairs, run.path("data", "train_pairs.jsonl"))
     save_jsonl(world.heldout_pairs, run.path("data", "heldout_pairs.jsonl"))
@@ -693,8 +702,8 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
     skipped = skip_counts(world, [d for ds in dirs.values() for d in ds], full)
     result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve, skipped)
     run.write_json("metrics.json", {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
-                                    "policy_accuracy": world.policy_accuracy, "pair_stats": world.pair_stats,
-                                    "skipped": skipped, "rows": rows, "summary": summary, "data_size_curve": curve})
+                                    "policy_accuracy": world.policy_accuracy, "policy_attempts": world.policy_attempts,
+                                    "pair_stats": world.pair_stats, "skipped": skipped, "rows": rows, "summary": summary, "data_size_curve": curve})
     return result
 
 
@@ -842,6 +851,17 @@ def policy_verdict_table(world: ToyWorld, batch_size: int = 256):
                                     batch_size)
                 rows.append({"split": split, "policy verdict AUROC": evaluation.auroc(sc, labels), "n": len(recs)})
     return pd.DataFrame(rows, columns=["split", "policy verdict AUROC", "n"]).set_index("split")
+
+
+def policy_attempts_table(world: ToyWorld):
+    """Toy world: every policy trained for this run, its verdict check and which one was used (pandas DataFrame,
+    one row per policy seed; empty for a real-data world)."""
+    import pandas as pd
+
+    rows = [{"policy seed": a["seed"], "verdict AUROC (fresh corpus-style id solutions)": a["verdict_auroc"],
+             "accepted": a["accepted"], "used": a["used"]} for a in world.policy_attempts]
+    return pd.DataFrame(rows, columns=["policy seed", "verdict AUROC (fresh corpus-style id solutions)", "accepted",
+                                       "used"]).set_index("policy seed")
 
 
 def policy_accuracy_table(world: ToyWorld):

@@ -30,6 +30,8 @@ CORRECTION_MARK = "!"
 VERDICT_YES, VERDICT_NO = "Y", "N"
 #: tokens generation must never produce (the verdict needs no suppression: it only ever follows the EOS)
 MARK_CHARS = (CORRECTION_MARK,)
+#: which steps of a marked solution carry the correction mark (see noisy_solution)
+MARK_STYLES = ("step", "state")
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,26 @@ def noisy_solution(
     slips: SlipModel,
     correction_mark_rate: float = 0.0,
     verdict_rate: float = 0.0,
+    mark_style: str = "step",
 ) -> tuple[str, bool, str]:
     """Write a solution of `problem` with slips and, at the given rates, marks.
+
+    `mark_style` says which steps of a marked solution carry the correction mark: ``step``, the steps whose own
+    computation is wrong (a wrong operand or a wrong result); ``state``, every step after which the running value
+    differs from the right one (the first wrong step and every later one, until a later step happens to bring the
+    value back, as `*0` does).
 
     Returns (text, is_correct, verdict): correctness is that of the final answer; verdict is "Y", "N" or ""
     (no verdict), to be written after the EOS.
     """
+    if mark_style not in MARK_STYLES:
+        raise ValueError(f"mark_style must be one of {MARK_STYLES}, got {mark_style!r}")
     mark = rng.random() < correction_mark_rate
-    value = problem.start
+    value = true_value = problem.start
     parts: list[str] = []
     for op, d in problem.steps:
         fn = OPERATORS[op][1]
+        true_value = fn(true_value, d)
         shown_d, result = d, fn(value, d)
         wrong = rng.random() < slips.step_error_rate
         if wrong:
@@ -72,7 +83,8 @@ def noisy_solution(
         step = f"{value}{op}{shown_d}={result}"
         # a slip whose effect happens to equal the right value is no error: mark only real ones
         truly_wrong = shown_d != d or result != fn(value, d)
-        if truly_wrong and mark:
+        off_track = result != true_value
+        if mark and (truly_wrong if mark_style == "step" else off_track):
             step += CORRECTION_MARK
         parts.append(step)
         value = result
@@ -94,6 +106,7 @@ def build_corpus(
     slips: SlipModel,
     correction_mark_rate: float,
     verdict_rate: float,
+    mark_style: str = "step",
 ) -> list[tuple[str, str, str]]:
     """Draw `n` (prompt, solution, verdict) examples from a weighted mixture of problem distributions."""
     weights = np.array([w for _, w in mixture], dtype=float)
@@ -102,6 +115,6 @@ def build_corpus(
     out = []
     for k in which:
         prob = sample_problem(rng, mixture[k][0])
-        text, _, verdict = noisy_solution(prob, rng, slips, correction_mark_rate, verdict_rate)
+        text, _, verdict = noisy_solution(prob, rng, slips, correction_mark_rate, verdict_rate, mark_style)
         out.append((prob.prompt, text, verdict))
     return out

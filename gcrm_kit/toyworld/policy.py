@@ -6,8 +6,10 @@ The result is a standard HF checkpoint folder (config, weights, tokenizer) that 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..data import Encoded, LMCollator, encode, pad_ids
 from ..params import PolicyParams, WorldParams
 from ..runs import atomic_write_json, cached, seed_everything, to_jsonable
-from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus
-from .problems import SPLITS
+from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus, noisy_solution
+from .problems import SPLITS, sample_problem
 from .tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ def make_corpus(world: WorldParams, seed: int) -> list[tuple[str, str, str]]:
     rng = np.random.default_rng([seed, 1])
     mixture = [(SPLITS[name], w) for name, w in world.corpus_mixture.items()]
     slips = SlipModel(world.step_error_rate, world.operand_slip_share)
-    return build_corpus(rng, mixture, world.corpus_size, slips, world.correction_mark_rate, world.verdict_rate)
+    return build_corpus(rng, mixture, world.corpus_size, slips, world.correction_mark_rate, world.verdict_rate,
+                        world.correction_mark_style)
 
 
 def corpus_example(tokenizer, prompt: str, solution: str, verdict: str) -> Encoded:
@@ -57,6 +60,28 @@ def corpus_example(tokenizer, prompt: str, solution: str, verdict: str) -> Encod
     if verdict:
         enc.input_ids = enc.input_ids + [tokenizer.convert_tokens_to_ids(verdict)]
     return enc
+
+
+class VerdictWeightedLoss:
+    """Causal-LM cross-entropy where the token right after an EOS (the verdict, see toyworld.corpus) counts
+    `weight` times. Normalised by the number of target tokens, so every other token keeps the plain loss's scale.
+
+    Passed to `Trainer(compute_loss_func=...)`: called with the model outputs, the labels (B, T) with -100 on prompt
+    and padding, and the number of target tokens in the whole accumulated batch (or None).
+    """
+
+    def __init__(self, eos_id: int, weight: float):
+        self.eos_id, self.weight = eos_id, weight
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs.logits[:, :-1].float()
+        targets, previous = labels[:, 1:], labels[:, :-1]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                               ignore_index=-100, reduction="none").view_as(targets)
+        counted = (targets != -100).to(ce.dtype)
+        weights = counted + (self.weight - 1.0) * counted * (previous == self.eos_id).to(ce.dtype)
+        denominator = num_items_in_batch if num_items_in_batch is not None else counted.sum().clamp(min=1)
+        return (ce * weights).sum() / denominator
 
 
 def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: Path) -> Path:
@@ -93,7 +118,10 @@ def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: P
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=LMCollator(tokenizer.pad_token_id))
+    loss = None if policy.verdict_loss_weight == 1.0 else VerdictWeightedLoss(tokenizer.eos_token_id,
+                                                                              policy.verdict_loss_weight)
+    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=LMCollator(tokenizer.pad_token_id),
+                      compute_loss_func=loss)
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     model.save_pretrained(out_dir)
@@ -103,16 +131,96 @@ def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: P
     return out_dir
 
 
+#: PolicyParams fields that decide which trained policy is used, not how one is trained (left out of its cache key)
+_ACCEPTANCE_FIELDS = ("min_verdict_auroc", "max_attempts")
+
+
 def policy_cache_key(world: WorldParams, policy: PolicyParams, seed: int) -> dict:
     from ..params import to_dict
 
-    return {"artifact": "toy_policy", "version": 2, "world": to_dict(world), "policy": to_dict(policy), "seed": seed}
+    trained = {k: v for k, v in to_dict(policy).items() if k not in _ACCEPTANCE_FIELDS}
+    return {"artifact": "toy_policy", "version": 2, "world": to_dict(world), "policy": trained, "seed": seed}
 
 
 def get_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: Path) -> Path:
-    """The policy checkpoint folder for these params, trained now or reused from the cache."""
+    """The policy checkpoint folder for these params and seed, trained now or reused from the cache. The folder
+    also holds `verdict_check.json` (see verdict_check)."""
     key = policy_cache_key(world, policy, seed)
-    return cached(cache_root, "policy", key, lambda d: train_policy(world, policy, seed, d))
+
+    def build(d: Path) -> None:
+        if not (d / "training_log.json").is_file():  # else trained before an interruption: only the check is left
+            train_policy(world, policy, seed, d)
+        atomic_write_json(d / "verdict_check.json", {"seed": seed, "verdict_auroc": verdict_check(d, world, seed)})
+
+    return cached(cache_root, "policy", key, build)
+
+
+def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int = 1000) -> float:
+    """AUROC of the policy's own verdict (verdict_scores) for the correctness of `n` fresh `id` solutions written
+    the corpus's way (same slips, no marks), from a random stream the corpus and the samples never use.
+
+    It measures what a reward model initialised from this policy will find in the EOS state, without sampling and
+    without touching any evaluation data. On the toy default it tracks the AUROC on the policy's own sampled `id`
+    solutions closely (0.586 vs 0.585, 0.934 vs 0.929, 0.82 vs 0.86, 0.59 vs 0.57 for four policies).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng([seed, 2])
+    slips = SlipModel(world.step_error_rate, world.operand_slip_share)
+    prompts, responses, labels = [], [], []
+    for _ in range(n):
+        problem = sample_problem(rng, SPLITS["id"])
+        text, correct, _ = noisy_solution(problem, rng, slips)
+        prompts.append(problem.prompt)
+        responses.append(text)
+        labels.append(correct)
+    if len(set(labels)) < 2:
+        raise ValueError(f"verdict_check: all {n} solutions are {'right' if labels[0] else 'wrong'} with "
+                         f"world.step_error_rate={world.step_error_rate}; no AUROC can be computed")
+    return float(roc_auc_score(labels, verdict_scores(policy_dir, prompts, responses)))
+
+
+@dataclass
+class PolicyChoice:
+    """The policy a toy world uses: its folder and seed, and every policy tried before it.
+
+    attempts: one dict per trained policy, {"seed", "verdict_auroc" (None when unchecked), "accepted", "used"}.
+    """
+
+    policy_dir: Path
+    seed: int
+    attempts: list[dict]
+
+
+def choose_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: Path) -> PolicyChoice:
+    """Train (or reuse) policies with seeds `seed`, `seed + 1`, ... until one passes the verdict check
+    (`policy.min_verdict_auroc`), at most `policy.max_attempts` of them; if none does, go on with the best one and
+    log a warning.
+
+    Why: whether a policy learns its verdict is close to all or nothing and depends on the seed (README, "Which
+    policies learn the verdict"), and reward models initialised from one that did not stay near chance. A real
+    reward model is likewise started from a pretrained checkpoint known to be good, not from any run.
+    """
+    if policy.min_verdict_auroc <= 0:
+        return PolicyChoice(get_policy(world, policy, seed, cache_root), seed,
+                            [{"seed": seed, "verdict_auroc": None, "accepted": True, "used": True}])
+    attempts, dirs = [], {}
+    for k in range(max(1, policy.max_attempts)):
+        s = seed + k
+        dirs[s] = get_policy(world, policy, s, cache_root)
+        score = json.loads((dirs[s] / "verdict_check.json").read_text())["verdict_auroc"]
+        attempts.append({"seed": s, "verdict_auroc": score, "accepted": score >= policy.min_verdict_auroc,
+                         "used": False})
+        log.info("policy seed %d: verdict AUROC %.3f (accepted at >= %.2f)", s, score, policy.min_verdict_auroc)
+        if attempts[-1]["accepted"]:
+            attempts[-1]["used"] = True
+            return PolicyChoice(dirs[s], s, attempts)
+    best = max(attempts, key=lambda a: a["verdict_auroc"])
+    best["used"] = True
+    log.warning("no policy of seeds %s learned its verdict (AUROC >= %.2f; best %.3f, seed %d): going on with the "
+                "best; expect reward models near chance", [a["seed"] for a in attempts], policy.min_verdict_auroc,
+                best["verdict_auroc"], best["seed"])
+    return PolicyChoice(dirs[best["seed"]], best["seed"], attempts)
 
 
 @torch.no_grad()
