@@ -703,7 +703,8 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: ToyWorld) -> RMTrai
     result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve, skipped)
     run.write_json("metrics.json", {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
                                     "policy_accuracy": world.policy_accuracy, "policy_attempts": world.policy_attempts,
-                                    "pair_stats": world.pair_stats, "skipped": skipped, "rows": rows, "summary": summary, "data_size_curve": curve})
+                                    "pair_stats": world.pair_stats, "skipped": skipped, "rows": rows,
+                                    "summary": summary, "data_size_curve": curve})
     return result
 
 
@@ -831,8 +832,8 @@ def train_reward_models(p: RMTrainingParams) -> RMTrainingResult:
 def policy_verdict_table(world: ToyWorld, batch_size: int = 256):
     """Toy world only: AUROC of the policy's own verdict after the EOS (`toyworld.policy.verdict_scores`) for the
     correctness of each split's sampled solutions (pandas DataFrame; empty for a real-data world). Reward models
-    start from the EOS state the verdict is read from: a policy near 0.5 here leaves them little to learn from (the
-    README's "Known problem": one policy seed gave 0.59 on `id`, another 0.93)."""
+    start from the EOS state the verdict is read from: a policy near 0.5 here leaves them little to learn from
+    (README, "Which policies learn the verdict": one policy seed gave 0.59 on `id`, another 0.93)."""
     import pandas as pd
 
     from .toyworld.policy import verdict_scores

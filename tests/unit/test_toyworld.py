@@ -175,7 +175,8 @@ def test_choose_policy_sets_aside_policies_whose_verdict_fails(tmp_path, monkeyp
     choice = pol.choose_policy(w, replace(p, min_verdict_auroc=0.0), 0, tmp_path)
     assert (choice.seed, trained, choice.attempts[0]["verdict_auroc"]) == (0, [0], None)
     # which policy is accepted is not part of how it is trained: the cache key ignores the acceptance fields
-    assert pol.policy_cache_key(w, p, 0) == pol.policy_cache_key(w, replace(p, min_verdict_auroc=0.5, max_attempts=1), 0)
+    other = replace(p, min_verdict_auroc=0.5, max_attempts=1)
+    assert pol.policy_cache_key(w, p, 0) == pol.policy_cache_key(w, other, 0)
     assert pol.policy_cache_key(w, p, 0) != pol.policy_cache_key(w, replace(p, verdict_loss_weight=2.0), 0)
 
 
