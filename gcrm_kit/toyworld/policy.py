@@ -163,7 +163,7 @@ def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int 
     without touching any evaluation data. On the toy default it tracks the AUROC on the policy's own sampled `id`
     solutions closely (0.586 vs 0.585, 0.934 vs 0.929, 0.82 vs 0.86, 0.59 vs 0.57 for four policies).
     """
-    from sklearn.metrics import roc_auc_score
+    from ..evaluation import auroc
 
     rng = np.random.default_rng([seed, 2])
     slips = SlipModel(world.step_error_rate, world.operand_slip_share)
@@ -177,7 +177,7 @@ def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int 
     if len(set(labels)) < 2:
         raise ValueError(f"verdict_check: all {n} solutions are {'right' if labels[0] else 'wrong'} with "
                          f"world.step_error_rate={world.step_error_rate}; no AUROC can be computed")
-    return float(roc_auc_score(labels, verdict_scores(policy_dir, prompts, responses)))
+    return auroc(verdict_scores(policy_dir, prompts, responses), labels)
 
 
 @dataclass
