@@ -85,7 +85,8 @@ def measure(p, run, result) -> BestOfN | None:
     best_of_n.json and adds it to metrics.json. None when `p.evaluation.best_of_n` is empty."""
     from . import plots
     from .models import load_reward_model, score
-    from .rm_training import cached_samples, eval_device, reward_model_dir
+    from .rm_training import eval_device, reward_model_dir
+    from .toyworld.sampling import cached_samples
 
     e = p.evaluation
     if not e.best_of_n:

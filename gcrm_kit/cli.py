@@ -14,37 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from .params import NOTEBOOK_PARAMS, ParamsError, load_params, to_dict
-from .runs import project_root, start_run
-
-
-def params_path(notebook: str, name: str) -> Path:
-    """`name` is a file path, or a params name looked up in params/<notebook>/<name>.yaml."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml"):
-        return p
-    return project_root() / "params" / notebook / f"{name}.yaml"
-
-
-def run_notebook(notebook: str, params_name: str, run_dir: str | None = None, log_output: bool = True) -> Path:
-    """Validate params, open the run folder, execute the notebook into it. Returns the run folder."""
-    import papermill as pm
-
-    p = load_params(notebook, params_path(notebook, params_name))
-    if run_dir:
-        p.run_dir = str(Path(run_dir).resolve())
-    # the run folder exists (with params.resolved.yaml) before papermill writes the executed notebook into it;
-    # the notebook's own start_run then finds and reuses it
-    p.run_dir = str(start_run(p).dir)
-    nb = project_root() / "notebooks" / f"{notebook}.ipynb"
-    out = Path(p.run_dir) / f"{notebook}.ipynb"
-    print(f"[gcrm] {notebook} with {params_path(notebook, params_name)} -> {p.run_dir}", flush=True)
-    pm.execute_notebook(str(nb), str(out), parameters=to_dict(p), kernel_name="python3",
-                        cwd=str(nb.parent), log_output=log_output, progress_bar=False)
-    print(f"[gcrm] done: {p.run_dir}", flush=True)
-    return Path(p.run_dir)
+from .io import project_root
+from .notebooks import params_path, run_notebook
+from .params import NOTEBOOK_PARAMS, ParamsError, load_params
 
 
 def main(argv: list[str] | None = None) -> int:

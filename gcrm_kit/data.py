@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .runs import atomic_write_text
+from .io import atomic_write_text
 
 
 @dataclass

@@ -32,3 +32,34 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     if len(v) == 0:
         return float("nan"), float("nan"), 0
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, int(len(v))
+
+
+def summarise_over_seeds(rows: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -> list[dict]:
+    """Aggregate per-seed result rows: one entry per distinct combination of the `by` keys (in first-seen order)
+    holding those keys, `n_seeds` (rows in the group) and, for every metric in `metrics` that the group's rows
+    have, ``{"mean": ..., "std": ...}`` from `mean_std` (NaNs ignored). A metric may be a dotted path into nested
+    dicts (``"auroc.id"``); its entry is then nested the same way."""
+    out = []
+    for key in dict.fromkeys(tuple(r[k] for k in by) for r in rows):
+        group = [r for r in rows if tuple(r[k] for k in by) == key]
+        entry = {**dict(zip(by, key)), "n_seeds": len(group)}
+        for metric in metrics:
+            path = metric.split(".")
+            values = [_dig(r, path) for r in group]
+            if all(v is None for v in values):
+                continue
+            mean, std, _ = mean_std([float("nan") if v is None else v for v in values])
+            node = entry
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = {"mean": mean, "std": std}
+        out.append(entry)
+    return out
+
+
+def _dig(row: dict, path: list[str]):
+    for part in path:
+        if not isinstance(row, dict) or part not in row:
+            return None
+        row = row[part]
+    return row

@@ -51,7 +51,7 @@ from .generation import CutScorer, RewardModelScorer, first_below, generate_prun
 from .models import load_reward_model, reward_forward
 from .params import FilteringParams, RMTrainingParams
 from .qvalues import Prototype, q_values, response_token_index
-from .rm_training import load_rm_run, policy_dir_of, resolve_rm_run
+from .rm_runs import policy_dir_of, resolve_rm_run, select_reward_models
 from .runs import Run, cached, params_hash, seed_everything, start_run
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,10 @@ class RMSetup:
 def load_setup(p: FilteringParams) -> RMSetup:
     """Find (or train) the notebook-01 run and check it holds both reward models of `p`."""
     run_dir = resolve_rm_run(p.rm_run, p.rm_params, p.output_root)
-    rm_p, dirs = load_rm_run(run_dir)
-    for key in ("goal_rm", "baseline_rm"):
-        name = getattr(p, key)
-        if name not in dirs:
-            raise ValueError(f"{key}={name!r}: no such reward model in {run_dir}; it has {sorted(dirs)}")
-    return RMSetup(run_dir, rm_p, policy_dir_of(dirs[p.goal_rm][0]), list(rm_p.rm_seeds),
-                   {"goal": dirs[p.goal_rm], "baseline": dirs[p.baseline_rm]})
+    sel = select_reward_models(run_dir, [p.goal_rm, p.baseline_rm], [])
+    goal, baseline = sel.dirs
+    return RMSetup(run_dir, sel.params, policy_dir_of(sel.dirs[goal][0]), list(sel.seeds),
+                   {"goal": sel.dirs[goal], "baseline": sel.dirs[baseline]})
 
 
 # ------------------------------------------------------------------------------------------------ samples

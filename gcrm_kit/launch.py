@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .runs import atomic_write_json, project_root
+from .io import project_root
+from .io import atomic_write_json
 
 DEEPSPEED_CONFIG_DIR = Path("params") / "deepspeed"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .runs import atomic_write_text
+from .io import atomic_write_text
 
 TRAINING_METRICS = ("bt_loss", "contrastive_loss", "grm_loss", "accuracy", "reward_margin")
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import check_tokenizer, encode, pad_batch
 from .models import last_token_index, reward_forward
-from .runs import atomic_write_json
+from .io import atomic_write_json
 
 PROTOTYPE_DIR = "prototypes"
 POOLINGS = ("last", "mean", "random")

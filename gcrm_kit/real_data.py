@@ -50,7 +50,7 @@ def load_rows(spec):
         raise DataError(f"adapter {spec.adapter!r}: no source given")
     path = Path(src).expanduser()
     if not path.is_absolute():
-        from .runs import project_root
+        from .io import project_root
 
         if (project_root() / path).exists():  # papermill runs notebooks from notebooks/: relative to the project
             path = project_root() / path

@@ -29,7 +29,8 @@ from .models import load_reward_model
 from .params import RepresentationParams, RMTrainingParams
 from .qvalues import (Prototype, TokenValues, list_prototypes, load_prototypes, pooled_states_many,
                       prototype_provenance, response_token_index, token_values)
-from .runs import CACHE_DIRNAME, Run, resolve_output_root, seed_everything, start_run, to_jsonable
+from .runs import Run, seed_everything, start_run
+from .io import to_jsonable
 
 log = logging.getLogger(__name__)
 HEAD = "head"
@@ -78,42 +79,17 @@ def first_error_columns(tokenizer, records: list[GenerationRecord], key: str = "
     return out
 
 
-def _cache_root_of(rm_run_dir: Path, rm_params: RMTrainingParams) -> Path:
-    # a run folder is <output_root>/01_rm_training/<params>/<run>: its cache sits beside it, wherever it is now
-    if rm_run_dir.parent.parent.name == RMTrainingParams.notebook:
-        return rm_run_dir.parents[2] / CACHE_DIRNAME
-    return resolve_output_root(rm_params.output_root) / CACHE_DIRNAME
-
-
-def eval_records_of_run(rm_dir: Path, p01: RMTrainingParams, split: str, policy_dir: Path
-                        ) -> list[GenerationRecord]:
-    """The evaluation records of `split` that notebook-01 run `rm_dir` scored: `data/eval_<split>.jsonl` in the run
-    folder when it is there; for the toy world, its cached samples (found beside the run, or sampled again with the
-    run's policy and params, which gives the same records)."""
-    from .rm_training import cached_samples
-    from .toyworld import SPLITS
-
-    saved = rm_dir / "data" / f"eval_{split}.jsonl"
-    if saved.is_file():
-        return load_jsonl(saved, GenerationRecord)
-    if p01.data.kind != "toy":
-        raise FileNotFoundError(f"{saved}: not found; this real-data run keeps no evaluation records of {split!r} "
-                                f"(its evaluation sets: {sorted(p01.data.eval_sets)})")
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not a toy-world split; known: {sorted(SPLITS)}")
-    return cached_samples(p01, _cache_root_of(rm_dir, p01), policy_dir, split, "eval")
-
-
 def load_inputs(p: RepresentationParams, run: Run | None = None) -> RepresentationInputs:
     """Find the notebook-01 run (`p.rm_run`, or the newest made with `p.rm_params`, trained now if none), pick its
     reward models and seeds, and load `p.n_samples` of its evaluation samples of `p.split` (from the sample
     cache beside that run; sampled again only if the cache is gone). Writes inputs.json into `run`."""
     from transformers import AutoTokenizer
 
-    from .rm_training import policy_dir_of, resolve_rm_run, select_reward_models
+    from .rm_runs import eval_records_of_run, policy_dir_of, resolve_rm_run, select_reward_models
 
     rm_dir = Path(resolve_rm_run(p.rm_run, p.rm_params, p.output_root)).resolve()
-    p01, seeds, model_dirs = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
+    sel = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
+    p01, seeds, model_dirs = sel.params, sel.seeds, sel.dirs
     names = list(model_dirs)
     for ds in model_dirs.values():
         for d in ds:
@@ -660,7 +636,7 @@ def save_analyses(run: Run, analyses: dict[str, Analysis]) -> list[Path]:
 
 def save_token_views(run: Run, views: dict[str, plots.TokenShading]) -> list[Path]:
     """Token shadings as stand-alone HTML files figures/<name>.html."""
-    from .runs import atomic_write_text
+    from .io import atomic_write_text
 
     return [atomic_write_text(run.path("figures", f"{name}.html"), v.page()) for name, v in views.items()]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,89 +17,28 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+from transformers import AutoTokenizer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import evaluation, plots
 from .best_of_n import measure as measure_best_of_n
 from .data import (GenerationRecord, PairCollator, PreferencePair, SkipReport, check_tokenizer, encode, encode_pairs,
                    load_jsonl, save_jsonl)
-from .generation import sample_responses
 from .launch import deepspeed_config_path, run_launched, write_job
 from .memory import estimate_memory
 from .models import frozen_policy, load_reward_model, merge_adapter, reward_model_from_policy, score, set_pad_token
 from .params import ModelParams, RMTrainingParams, RewardModelSpec, dump_yaml, to_dict
 from .qvalues import build_prototype
-from .runs import Run, atomic_write_json, atomic_write_text, cached, seed_everything, start_run, to_jsonable
-from .toyworld import MARK_CHARS, SPLITS, sample_problems, verify
+from .runs import Run, cached, seed_everything, start_run
+from .io import atomic_write_json, atomic_write_text, to_jsonable
 from .toyworld.corpus import VERDICT_NO, VERDICT_YES
-from .toyworld.policy import choose_policy, policy_cache_key
+from .toyworld.policy import choose_policy
+from .toyworld.sampling import cached_samples
+from .rm_runs import relative_to, reward_model_dir_in
 from .training import RewardTrainer, attach_lm_head, detach_lm_head
 
 log = logging.getLogger(__name__)
 DONE = "DONE"
-
-
-# ------------------------------------------------------------------------------------------------ sampling
-
-
-def sample_split(policy_dir: Path, split: str, n_questions: int, samples_per_question: int, temperature: float,
-                 max_new_tokens: int, batch_size: int, seed: int) -> list[GenerationRecord]:
-    """Draw `n_questions` problems of `split`, sample solutions from the policy, and label them with the verifier.
-
-    Each record's meta holds the split, a question id, and the first wrong step's character offset in the
-    response (None when all steps are right)."""
-    rng = np.random.default_rng([seed, 2, sum(map(ord, split))])
-    problems = sample_problems(rng, SPLITS[split], n_questions)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir)
-    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-    outs = sample_responses(model, tokenizer, [q.prompt for q in problems], n=samples_per_question,
-                            temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                            suppress_tokens=list(MARK_CHARS), seed=seed, desc=f"sampling {split}")
-    records = []
-    for qid, (prob, responses) in enumerate(zip(problems, outs)):
-        for resp in responses:
-            v = verify(prob, resp)
-            records.append(GenerationRecord(
-                prompt=prob.prompt, response=resp, is_correct=v.is_correct,
-                answer=None if v.answer is None else str(v.answer),
-                meta={"split": split, "question_id": qid, "first_error_char": v.first_error_char,
-                      "well_formed": v.well_formed}))
-    return records
-
-
-def cached_samples(p: RMTrainingParams, cache_root: Path, policy_dir: Path, split: str, purpose: str
-                   ) -> list[GenerationRecord]:
-    """Sampled, labelled solutions for `split`, cached by the params that produce them.
-
-    purpose `pairs` uses p.pairs (many samples per question, for preference pairs), `eval` uses p.evaluation (one
-    per question), `best_of_n` p.evaluation's best-of-n settings (max(best_of_n) per question)."""
-    e = p.evaluation
-    if purpose == "pairs":
-        s = p.pairs
-        args = dict(n_questions=s.n_questions, samples_per_question=s.samples_per_question,
-                    temperature=s.temperature, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size)
-    elif purpose == "eval":
-        args = dict(n_questions=e.n_questions, samples_per_question=1, temperature=e.temperature,
-                    max_new_tokens=p.pairs.max_new_tokens, batch_size=e.batch_size)
-    elif purpose == "best_of_n":
-        args = dict(n_questions=e.best_of_n_questions, samples_per_question=max(e.best_of_n),
-                    temperature=e.temperature, max_new_tokens=p.pairs.max_new_tokens, batch_size=e.batch_size)
-    else:
-        raise ValueError(f"purpose {purpose!r}: expected pairs, eval or best_of_n")
-    seed = p.seed * 1000 + {"pairs": 1, "eval": 2, "best_of_n": 3}[purpose]
-    # keyed by what produced the policy (its cache key.json: world, training params and the seed that was accepted,
-    # which may differ from p.seed, see toyworld.policy.choose_policy)
-    key_file = Path(policy_dir) / "key.json"
-    policy_key = (json.loads(key_file.read_text()) if key_file.is_file()
-                  else policy_cache_key(p.world, p.policy, p.seed))
-    # the batch size is part of the key: samples of one batch share a random stream (generation.sample_responses)
-    key = {"artifact": "samples", "version": 1, "policy": policy_key, "split": split, "seed": seed, **args}
-
-    def build(d: Path) -> None:
-        save_jsonl(sample_split(policy_dir, split, seed=seed, **args), d / "records.jsonl")
-
-    return load_jsonl(cached(cache_root, "samples", key, build) / "records.jsonl", GenerationRecord)
 
 
 def build_pairs(records: list[GenerationRecord], seed: int, exclude_prompts: set[str] = frozenset()
@@ -455,23 +393,6 @@ PROBE_PAIRS = 4
 in one process: the two must agree (a ZeRO-3 save that lost weights would not)"""
 
 
-def _relative_to(path, start: Path) -> str | None:
-    """`path` relative to `start` when `path` is a local folder (None for a hub id)."""
-    return os.path.relpath(Path(path).resolve(), Path(start).resolve()) if Path(path).is_dir() else None
-
-
-def policy_dir_of(model_dir: Path) -> Path:
-    """The policy the reward model in `model_dir` was trained from, as its rm_spec.json records it: an absolute
-    path, and one relative to `model_dir` that is used when the absolute one is gone (the outputs folder was moved,
-    or copied to another machine). A hub id comes back as it was written."""
-    spec = json.loads((Path(model_dir) / "rm_spec.json").read_text())
-    path = Path(spec["policy_dir"])
-    rel = spec.get("policy_dir_relative")
-    if not path.exists() and rel and (Path(model_dir) / rel).is_dir():
-        return (Path(model_dir) / rel).resolve()
-    return path
-
-
 def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[PreferencePair], spec: RewardModelSpec,
                      rm_seed: int, out_dir: Path) -> Path:
     """Train one reward model on `train_pairs` into `out_dir` (resuming from its checkpoints if any) and save it as
@@ -529,7 +450,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
     atomic_write_json(out_dir / "rm_spec.json", {**to_dict(spec), "rm_seed": rm_seed, "n_train_pairs": len(train_pairs),
                                                  "contrastive": to_dict(p.contrastive),
                                                  "training": to_dict(t), "policy_dir": str(policy_dir),
-                                                 "policy_dir_relative": _relative_to(policy_dir, out_dir),
+                                                 "policy_dir_relative": relative_to(policy_dir, out_dir),
                                                  "model": to_dict(p.model), "lora": to_dict(p.lora),
                                                  "quant": to_dict(p.quant),
                                                  "distributed": to_dict(p.distributed)})
@@ -889,77 +810,3 @@ def results_table(result: RMTrainingResult):
     return pd.DataFrame(rows).set_index("reward_model")
 
 
-def find_rm_run(params: RMTrainingParams) -> Path | None:
-    """The newest finished run folder of notebook 01 made with exactly `params` (ignoring `run_dir`), or None.
-    A run is finished when its metrics.json exists."""
-    from .params import dump_yaml
-    from .runs import _strip_run_dir, resolve_output_root
-
-    want = _strip_run_dir(dump_yaml(params))
-    base = resolve_output_root(params.output_root) / params.notebook / params.params_stem
-    for d in sorted(base.glob("*"), reverse=True):
-        f = d / "params.resolved.yaml"
-        if (d / "metrics.json").is_file() and f.is_file() and _strip_run_dir(f.read_text()) == want:
-            return d
-    return None
-
-
-def resolve_rm_run(rm_run: str, rm_params: str, output_root: str = "outputs") -> Path:
-    """The notebook-01 run folder a later notebook builds on.
-
-    `rm_run` names a run folder explicitly (absolute, or relative to the project root). When it is empty, the
-    newest finished run made with ``params/01_rm_training/<rm_params>.yaml`` (and the same `output_root`) is
-    reused, or trained now if there is none, so a later notebook run alone on toy params builds what it needs.
-    """
-    from .cli import params_path
-    from .params import load_params
-    from .runs import project_root
-
-    if rm_run:
-        d = Path(rm_run).expanduser()
-        d = d if d.is_absolute() else project_root() / d
-        if not (d / "metrics.json").is_file():
-            raise FileNotFoundError(f"rm_run={rm_run!r}: {d / 'metrics.json'} not found; is it a finished "
-                                    "01_rm_training run folder?")
-        return d
-    p = load_params(RMTrainingParams.notebook, params_path(RMTrainingParams.notebook, rm_params))
-    p.output_root = output_root
-    found = find_rm_run(p)
-    if found is not None:
-        return found
-    log.info("no finished 01_rm_training run for params %r: training one now", rm_params)
-    return train_reward_models(p).run_dir
-
-
-def select_reward_models(rm_dir: Path, names: list[str], seeds: list[int]
-                         ) -> tuple[RMTrainingParams, list[int], dict[str, list[Path]]]:
-    """The reward models `names` (empty: all) of rm seeds `seeds` (empty: all) of the finished 01 run `rm_dir`.
-    Returns (that run's params, the seeds, {name: [model dir per seed]}); a ValueError names the run and what it
-    has when a name or seed is not in it."""
-    p01, dirs = load_rm_run(rm_dir)
-    names = list(names) or list(dirs)
-    unknown = [n for n in names if n not in dirs]
-    if unknown:
-        raise ValueError(f"reward_models {unknown} are not in {rm_dir}; it has {list(dirs)}")
-    seeds = list(seeds) or list(p01.rm_seeds)
-    missing = [s for s in seeds if s not in p01.rm_seeds]
-    if missing:
-        raise ValueError(f"rm_seeds {missing} were not trained in {rm_dir}; it has {p01.rm_seeds}")
-    return p01, seeds, {n: [dirs[n][p01.rm_seeds.index(s)] for s in seeds] for n in names}
-
-
-def load_rm_run(run_dir: Path):
-    """(params, {reward_model name: [model dirs, one per rm seed]}) of a finished notebook-01 run folder."""
-    from .params import from_dict
-
-    import yaml
-
-    p = from_dict(RMTrainingParams, yaml.safe_load((run_dir / "params.resolved.yaml").read_text()))
-    dirs = {spec.name: [reward_model_dir_in(run_dir, spec, s) for s in p.rm_seeds] for spec in p.reward_models}
-    return p, dirs
-
-
-def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int, n_pairs: int | None = None) -> Path:
-    """<run>/reward_models/<name>_seed<k> (all training pairs) or <name>_n<N>_seed<k> (the first N pairs)."""
-    size = "" if n_pairs is None else f"_n{n_pairs}"
-    return Path(run_dir) / "reward_models" / f"{spec.name}{size}_seed{rm_seed}"

@@ -1,4 +1,4 @@
-"""Run folders, the artifact cache, atomic writes and seeding.
+"""Run folders, the artifact cache and seeding (atomic writes: `gcrm_kit.io`).
 
 A run folder is ``<output_root>/<notebook>/<params-stem>/<run-id>/`` with ``params.resolved.yaml``, ``env.txt``
 and everything the stage writes. Run folders are created with an exclusive ``mkdir``, so a run never writes
@@ -16,7 +16,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,46 +25,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .io import _json_default, atomic_write_json, atomic_write_text, project_root, resolve_output_root
+from .params import dump_yaml
+
 CACHE_DIRNAME = "_cache"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def to_jsonable(obj: Any) -> Any:
-    """`obj` with NumPy scalars/arrays and paths turned into plain JSON values."""
-    return json.loads(json.dumps(obj, default=_json_default))
 
 
 def seed_everything(seed: int) -> None:
@@ -82,23 +45,6 @@ def params_hash(obj: Any, length: int = 12) -> str:
     """A stable short hash of a JSON-able object (dict keys sorted)."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
-
-
-def project_root(start: str | Path | None = None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding both `notebooks/` and `params/`; cwd if none.
-
-    Papermill runs a notebook from its own folder, the README's commands from the top: both find the same root.
-    """
-    here = Path(start or os.getcwd()).resolve()
-    for p in [here, *here.parents]:
-        if (p / "notebooks").is_dir() and (p / "params").is_dir():
-            return p
-    return here
-
-
-def resolve_output_root(output_root: str) -> Path:
-    p = Path(output_root).expanduser()
-    return p if p.is_absolute() else project_root() / p
 
 
 def git_sha(root: Path) -> str:
@@ -157,17 +103,16 @@ def start_run(params) -> Run:
     `params` is a notebook's params dataclass (it knows its notebook name and params name). When its `run_dir`
     is set, that existing folder is reused (prepared by `gcrm run`, or an interrupted run being resumed from its
     checkpoints) and its params must equal `params`; otherwise a new folder
-    ``<output_root>/<notebook>/<params_name>/<time>_seed<seed>`` is created, never an existing one.
+    ``<output_root>/<notebook>/<params_name>/<time>_seed<seed>`` is created, never an existing one. Seeds
+    Python, NumPy and torch with `params.seed` last.
     """
-    from .params import dump_yaml
-
     resolved = dump_yaml(params)
     if params.run_dir:
         run_dir = Path(params.run_dir).expanduser()
         if not run_dir.is_absolute():
             run_dir = project_root() / run_dir
         prev = run_dir / "params.resolved.yaml"
-        if prev.is_file() and _strip_run_dir(prev.read_text()) != _strip_run_dir(resolved):
+        if prev.is_file() and strip_run_dir(prev.read_text()) != strip_run_dir(resolved):
             raise ValueError(f"run_dir={params.run_dir!r}: its params.resolved.yaml differs from these params; "
                              "a resumed run must use the same params")
         if not prev.is_file() and run_dir.exists() and any(run_dir.iterdir()):
@@ -178,6 +123,7 @@ def start_run(params) -> Run:
         run = Run(new_run_dir(params).resolve(), params.notebook, params)
     atomic_write_text(run.dir / "params.resolved.yaml", resolved)
     _record_attempt(run.dir)
+    seed_everything(params.seed)  # the one place a run is seeded: every notebook starts here
     return run
 
 
@@ -230,7 +176,7 @@ def new_run_dir(params) -> Path:
     raise RuntimeError(f"could not create a new run folder under {base}")
 
 
-def _strip_run_dir(text: str) -> str:
+def strip_run_dir(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("run_dir:"))
 
 

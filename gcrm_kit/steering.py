@@ -987,11 +987,12 @@ def prepare(p, run) -> SteeringSetup:
     (questions of `p.split` not among the RM run's pairs) and collect the labelled examples. Writes
     prompts.json and setup.json into the run folder."""
     from .data import PreferencePair, load_jsonl
-    from .rm_training import policy_dir_of, resolve_rm_run, select_reward_models
+    from .rm_runs import policy_dir_of, resolve_rm_run, select_reward_models
     from .toyworld import SPLITS, sample_problem
 
     rm_dir = resolve_rm_run(p.rm_run, p.rm_params, p.output_root)
-    rp, seeds, chosen = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
+    sel = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
+    rp, seeds, chosen = sel.params, sel.seeds, sel.dirs
     model_dirs = {n: list(zip(seeds, ds)) for n, ds in chosen.items()}
     policies = {str(policy_dir_of(d)) for ds in model_dirs.values() for _, d in ds}
     if len(policies) != 1:

@@ -19,7 +19,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..data import Encoded, LMCollator, encode, pad_ids
 from ..params import PolicyParams, WorldParams
-from ..runs import atomic_write_json, cached, seed_everything, to_jsonable
+from ..runs import cached, seed_everything
+from ..io import atomic_write_json, to_jsonable
 from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus, noisy_solution
 from .problems import SPLITS, sample_problem
 from .tokenizer import build_tokenizer

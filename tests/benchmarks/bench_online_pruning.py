@@ -41,7 +41,7 @@ def load_models(rm_run: str | None, device: str):
     from gcrm_kit.qvalues import Prototype
 
     if rm_run:
-        from gcrm_kit.rm_training import load_rm_run, policy_dir_of
+        from gcrm_kit.rm_runs import load_rm_run, policy_dir_of
 
         _, dirs = load_rm_run(Path(rm_run))
         d = dirs["goal_conditioned"][0]

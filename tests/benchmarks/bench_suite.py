@@ -182,7 +182,8 @@ def versions() -> dict:
 
 def make_run_dir(output_root: str, name: str) -> Path:
     """A new run folder `<output_root>/benchmarks/<name>/<time>_seed0` with env.txt and git.txt."""
-    from gcrm_kit.runs import atomic_write_text, environment_report, git_sha, new_run_dir
+    from gcrm_kit.runs import environment_report, git_sha, new_run_dir
+    from gcrm_kit.io import atomic_write_text
 
     d = new_run_dir(SimpleNamespace(output_root=output_root, notebook="benchmarks", params_stem=name, seed=0))
     atomic_write_text(d / "env.txt", environment_report())
@@ -232,7 +233,7 @@ def main(argv=None) -> Path:
     torch.set_num_threads(args.threads)  # the parts run here (scoring, pruning, steering) use the same count
     run_dir = make_run_dir(args.output_root, args.name)
     print(f"[bench] writing to {run_dir}", flush=True)
-    from gcrm_kit.runs import atomic_write_json, atomic_write_text
+    from gcrm_kit.io import atomic_write_json, atomic_write_text
 
     results = {"config": {"argv": sys.argv[1:] if argv is None else list(argv), "parts": parts,
                           "machine": machine(args.threads, args.device), "versions": versions(),

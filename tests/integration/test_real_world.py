@@ -61,7 +61,7 @@ def test_notebook_02_on_a_real_data_run(real_rm_run, tmp_path, monkeypatch):
     """Notebook 02 (headless, as `gcrm run` runs it) on the real-data run's labelled evaluation set: no toy-world
     step structure, so no first wrong step; everything else is computed."""
     from gcrm_kit.cli import main
-    from gcrm_kit.runs import project_root
+    from gcrm_kit.io import project_root
 
     _, rm_run, _, _ = real_rm_run
     params = tmp_path / "real.yaml"
@@ -84,7 +84,7 @@ def test_notebook_03_samples_a_real_data_runs_questions(real_rm_run, tmp_path, m
     from gcrm_kit.cli import main
     from gcrm_kit.data import GenerationRecord, load_jsonl
     from gcrm_kit.real_data import answers_match, extract_answer
-    from gcrm_kit.runs import project_root
+    from gcrm_kit.io import project_root
 
     _, rm_run, _, _ = real_rm_run
     monkeypatch.chdir(project_root())

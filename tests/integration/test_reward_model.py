@@ -85,7 +85,7 @@ def test_training_steps_run_and_save_a_standard_checkpoint(tiny_policy_dir, tmp_
     assert (out / "prototypes" / "correct.pt").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 1 and model.config.pad_token_id is not None
-    from gcrm_kit.rm_training import policy_dir_of
+    from gcrm_kit.rm_runs import policy_dir_of
 
     spec = json.loads((out / "rm_spec.json").read_text())
     assert (out / spec["policy_dir_relative"]).resolve() == Path(tiny_policy_dir).resolve() == policy_dir_of(out)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from gcrm_kit import plots, rm_training
+from gcrm_kit.toyworld import sampling
 from gcrm_kit.data import GenerationRecord, PreferencePair, encode_pairs, save_jsonl
 from gcrm_kit.params import RMTrainingParams, from_dict
 from gcrm_kit.rm_training import (RMTrainingResult, ToyWorld, describe_skips, policy_accuracy_table, screen_pairs,
@@ -104,12 +105,12 @@ def test_sample_cache_key_holds_the_batch_size(monkeypatch, tmp_path):
         save_jsonl([GenerationRecord("q", "r", True)], tmp_path / "records.jsonl")
         return tmp_path
 
-    monkeypatch.setattr(rm_training, "cached", fake_cached)
+    monkeypatch.setattr(sampling, "cached", fake_cached)
     for purpose in ("pairs", "eval", "best_of_n"):
         keys.clear()
         for bs in (8, 16):
             p = from_dict(RMTrainingParams, {"pairs": {"batch_size": bs},
                                              "evaluation": {"batch_size": bs, "best_of_n": [1, 2]}})
-            rm_training.cached_samples(p, tmp_path, tmp_path, "id", purpose)
+            sampling.cached_samples(p, tmp_path, tmp_path, "id", purpose)
         assert keys[0]["batch_size"] == 8 and keys[1]["batch_size"] == 16
         assert json.dumps(keys[0], sort_keys=True) != json.dumps(keys[1], sort_keys=True)

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from gcrm_kit.params import from_dict, RMTrainingParams
-from gcrm_kit.runs import atomic_write_text, cached, params_hash, start_run
+from gcrm_kit.runs import cached, params_hash, start_run
+from gcrm_kit.io import atomic_write_text
 
 
 def _params(tmp_path, **kw):
@@ -73,7 +74,7 @@ def test_cached_builds_once_and_hides_partial_builds(tmp_path):
 
 
 def test_find_rm_run_matches_params_and_needs_metrics(tmp_path):
-    from gcrm_kit.rm_training import find_rm_run, resolve_rm_run
+    from gcrm_kit.rm_runs import find_rm_run, resolve_rm_run
 
     p = _params(tmp_path)
     assert find_rm_run(p) is None
@@ -91,7 +92,7 @@ def test_find_rm_run_matches_params_and_needs_metrics(tmp_path):
 def test_atomic_write_gives_normal_permissions(tmp_path):
     import stat
 
-    from gcrm_kit.runs import _UMASK
+    from gcrm_kit.io import _UMASK
 
     atomic_write_text(tmp_path / "m.json", "{}")
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o666 & ~_UMASK
@@ -103,14 +104,14 @@ def test_policy_dir_of_follows_a_moved_outputs_folder(tmp_path):
     import json
     import shutil
 
-    from gcrm_kit.rm_training import _relative_to, policy_dir_of
+    from gcrm_kit.rm_runs import policy_dir_of, relative_to
 
     old = tmp_path / "old" / "outputs"
     policy, rm = old / "_cache" / "policy" / "abc", old / "01_rm_training" / "toy" / "run" / "reward_models" / "b"
     policy.mkdir(parents=True)
     rm.mkdir(parents=True)
     (rm / "rm_spec.json").write_text(json.dumps({"policy_dir": str(policy),
-                                                 "policy_dir_relative": _relative_to(policy, rm)}))
+                                                 "policy_dir_relative": relative_to(policy, rm)}))
     assert policy_dir_of(rm) == policy
     new = tmp_path / "elsewhere" / "outputs"
     shutil.move(str(old), str(new))
@@ -120,7 +121,7 @@ def test_policy_dir_of_follows_a_moved_outputs_folder(tmp_path):
     hub = rm.parent / "hub"
     hub.mkdir()
     (hub / "rm_spec.json").write_text(json.dumps({"policy_dir": "org/model", "policy_dir_relative": None}))
-    assert str(policy_dir_of(hub)) == "org/model" and _relative_to("org/model", hub) is None
+    assert str(policy_dir_of(hub)) == "org/model" and relative_to("org/model", hub) is None
 
 
 def test_resume_keeps_the_first_attempts_env_and_commit(tmp_path, monkeypatch):

@@ -1,0 +1,115 @@
+"""Params of notebook 03_filtering (`FilteringParams`) and its pieces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from .core import ParamsError
+
+
+@dataclass
+class OnlineParams:
+    """Online pruning: samples are stopped while they are being generated, and the real cost is measured."""
+
+    enabled: bool = True
+    """run online pruning on the test questions (needs the policy and the toy world's verifier: a toy-world
+    notebook-01 run, no `generations`)"""
+    chunk_size: int = 8
+    """tokens generated per `generate` call between two reward-model reads; a pruned sample wastes at most this
+    many tokens, and smaller chunks cost more calls"""
+    batch_size: int = 256
+    """rows generated together; pruned and finished rows leave the batch between chunks"""
+    repeats: int = 3
+    """timed repetitions of every online run (the fastest is reported, all are kept; runs are interleaved across
+    methods)"""
+
+
+@dataclass
+class FilteringParams:
+    """Params of notebook 03_filtering: filtering during majority voting with Q-values (PAPER.md section 4),
+    offline as in the paper and online (samples stopped while being generated), against baselines on the same
+    samples; the threshold is chosen on validation questions and reported on test questions."""
+
+    notebook: ClassVar[str] = "03_filtering"
+
+    params_name: str = "default"
+    """name of the params file this run came from (the run's output folder); set by `load_params`"""
+    seed: int = 0
+    """seeds the questions, the sampled solutions (per sample, see generation.PerSampleGumbel) and random pruning"""
+    output_root: str = "outputs"
+    run_dir: str = ""
+    """an existing run folder of this notebook to work in (`gcrm run` prepares one); empty: a new run folder"""
+    rm_run: str = ""
+    """a finished 01_rm_training run folder (absolute, or relative to the project root); empty: the newest run
+    made with params/01_rm_training/<rm_params>.yaml under the same output_root, trained now if there is none"""
+    rm_params: str = "toy"
+    """params name of notebook 01 used when `rm_run` is empty"""
+    goal_rm: str = "goal_conditioned"
+    """reward model (name in the 01 run) whose Q-values do the filtering"""
+    baseline_rm: str = "baseline"
+    """preference-only reward model of the same run, for the baselines"""
+    generations: str = ""
+    """a JSONL file of generation records (data.GenerationRecord: prompt, response, is_correct, answer), several
+    per prompt, to filter instead of sampling the toy world; online pruning is then skipped"""
+    split: str = "id"
+    """where the questions are drawn from: a toy-world split (toyworld.SPLITS), or, for a real-data notebook-01
+    run, one of its evaluation sets with reference answers (e.g. `gsm8k`)"""
+    n_validation_questions: int = 300
+    """questions on which each method's threshold is chosen"""
+    n_test_questions: int = 300
+    """questions on which everything is reported (0 with `generations`: every question not used for validation)"""
+    samples_per_question: int = 8
+    """N: solutions sampled per question and voted over. On the toy policy (63% of single samples right) the
+    vote is right for 85% of questions with 4 samples, 96% with 8 and 99.7% with 16: at 16 there is nothing left
+    for any filter to keep or lose"""
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    skip_tokens: int = 5
+    """k: the first k response tokens never prune (their Q-values are noisy), as in the released code"""
+    threshold_quantiles: list[float] = field(default_factory=lambda: [
+        0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    """the threshold grid, per method: quantiles of the per-sample minimum score (after k tokens) on the
+    validation samples, so quantile q prunes about a share q of validation samples whatever the score's scale"""
+    paper_threshold: float = 0.0
+    """the threshold of the released runs, reported for the Q-value methods as is"""
+    max_accuracy_drop: float = 0.0
+    """a threshold is eligible when its validation vote accuracy is at most this below the unfiltered vote's;
+    the eligible one saving the most tokens is chosen (0: "at equal accuracy", the paper's claim)"""
+    tie_break: Literal["random", "loss", "favour_correct"] = "random"
+    """a tie for the most votes: `random` scores the expected accuracy of picking one of the tied answers
+    uniformly (1/k when one of k is right), `loss` counts it wrong, `favour_correct` counts it right as the
+    released code does (it overstates accuracy)"""
+    all_pruned: Literal["abstain", "unfiltered"] = "abstain"
+    """a question whose samples are all pruned: `abstain` gives no answer (wrong); `unfiltered` votes over all
+    its samples as the released code does, and then counts every one of their tokens as generated"""
+    random_repeats: int = 20
+    """draws of random pruning averaged at each budget"""
+    batch_size: int = 256
+    """sampling and scoring batch size"""
+    online: OnlineParams = field(default_factory=OnlineParams)
+
+    @property
+    def params_stem(self) -> str:
+        return self.params_name
+
+    def validate(self) -> None:
+        if not self.split:
+            raise ParamsError("split: name a toy-world split, or an evaluation set of a real-data notebook-01 run")
+        if self.samples_per_question < 1:
+            raise ParamsError("samples_per_question must be >= 1")
+        if self.n_validation_questions < 1 or self.n_test_questions < 0:
+            raise ParamsError("n_validation_questions must be >= 1 and n_test_questions >= 0")
+        if not self.generations and self.n_test_questions < 1:
+            raise ParamsError("n_test_questions must be >= 1 when sampling the policy")
+        if not self.threshold_quantiles or any(not 0.0 <= q <= 1.0 for q in self.threshold_quantiles):
+            raise ParamsError(f"threshold_quantiles: need values in [0, 1], got {self.threshold_quantiles}")
+        if self.skip_tokens < 0 or self.max_accuracy_drop < 0 or self.random_repeats < 1:
+            raise ParamsError("skip_tokens and max_accuracy_drop must be >= 0, random_repeats >= 1")
+        if self.online.chunk_size < 1 or self.online.batch_size < 1 or self.online.repeats < 1:
+            raise ParamsError("online.chunk_size, online.batch_size and online.repeats must be >= 1")
+        if self.goal_rm == self.baseline_rm:
+            raise ParamsError("goal_rm and baseline_rm must name different reward models")
+
+
+# --- notebook 04_steering ---------------------------------------------------------------------------------------
