@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from papermill.exceptions import PapermillExecutionError
+
 from .io import project_root
-from .notebooks import params_path, run_notebook
+from .notebooks import FAILED_MARKER, params_path, run_notebook
 from .params import NOTEBOOK_PARAMS, ParamsError, load_params
 
 
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as e:
         print(f"[gcrm] params error: {e}", file=sys.stderr)
         return 2
+    except PapermillExecutionError as e:
+        print(f"[gcrm] failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n[gcrm] the executed notebook and "
+              f"{FAILED_MARKER} in the run folder say where; resume with --run-dir", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -123,17 +123,19 @@ def load_jsonl(path: str | Path, kind: type, require: Iterable[str] = ()) -> lis
 
 
 def check_tokenizer(tokenizer) -> None:
-    """The kit needs BOS/EOS and a pad token distinct from EOS (pooling reads the last non-pad token)."""
+    """The kit needs BOS/EOS and a pad token distinct from EOS (pooling reads the last non-pad token). A ValueError
+    names the tokenizer's checkpoint (`name_or_path`) and the fix."""
+    where = f"tokenizer of {getattr(tokenizer, 'name_or_path', '') or '(unnamed)'}"
     if tokenizer.pad_token_id is None:
         raise ValueError(
-            "tokenizer has no pad token: set one that is not the EOS token (e.g. add '<pad>'), since the reward "
-            "is read at the last non-pad token"
+            f"{where} has no pad token: set one that is not the EOS token (params: model.pad_token, e.g. '<pad>'), "
+            "since the reward is read at the last non-pad token"
         )
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("tokenizer's pad token equals its EOS token: the EOS, where the reward is read, would be "
-                         "taken for padding; give the tokenizer a separate pad token")
+        raise ValueError(f"{where}: its pad token equals its EOS token: the EOS, where the reward is read, would be "
+                         "taken for padding; give the tokenizer a separate pad token (params: model.pad_token)")
     if tokenizer.eos_token_id is None:
-        raise ValueError("tokenizer has no EOS token")
+        raise ValueError(f"{where} has no EOS token")
 
 
 @dataclass

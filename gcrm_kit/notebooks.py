@@ -4,9 +4,12 @@ headless run and the interactive one are the same ordered steps."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from .io import project_root
+from papermill.exceptions import PapermillExecutionError
+
+from .io import atomic_write_json, project_root
 from .params import load_params, to_dict
 from .runs import start_run
 
@@ -36,9 +39,41 @@ def run_notebook(notebook: str, params_name: str, run_dir: str | None = None, lo
     # the notebook's own start_run then finds and reuses it
     p.run_dir = str(start_run(p).dir)
     nb = project_root() / "notebooks" / f"{notebook}.ipynb"
-    out = Path(p.run_dir) / f"{notebook}.ipynb"
-    print(f"[gcrm] {notebook} with {params_path(notebook, params_name)} -> {p.run_dir}", flush=True)
-    pm.execute_notebook(str(nb), str(out), parameters=to_dict(p), kernel_name="python3",
-                        cwd=str(nb.parent), log_output=log_output, progress_bar=False)
-    print(f"[gcrm] done: {p.run_dir}", flush=True)
-    return Path(p.run_dir)
+    run = Path(p.run_dir)
+    out = executed_notebook_path(run, notebook)
+    print(f"[gcrm] {notebook} with {params_path(notebook, params_name)} -> {run}", flush=True)
+    try:
+        pm.execute_notebook(str(nb), str(out), parameters=to_dict(p), kernel_name="python3",
+                            cwd=str(nb.parent), log_output=log_output, progress_bar=False)
+    except BaseException as e:  # a cell's error, a kernel that died, or Ctrl-C: the folder says so
+        atomic_write_json(run / FAILED_MARKER, {
+            "notebook": notebook, "executed_notebook": out.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **failure_of(e)})
+        raise
+    (run / FAILED_MARKER).unlink(missing_ok=True)  # a resumed attempt that finished clears the earlier failure
+    print(f"[gcrm] done: {run}", flush=True)
+    return run
+
+
+def failure_of(e: BaseException) -> dict:
+    """The error of a failed execution, as the marker records it: the cell's error and its execution count when a
+    cell raised, else the exception itself."""
+    if isinstance(e, PapermillExecutionError):
+        return {"error": f"{e.ename}: {e.evalue}", "cell": e.exec_count}
+    return {"error": f"{type(e).__name__}: {str(e)[-2000:]}"}
+
+
+FAILED_MARKER = "FAILED.json"
+"""written into a run folder whose notebook stopped with an error (which notebook file, when, the error); removed
+when a later attempt at the same folder (`--run-dir`) finishes"""
+
+
+def executed_notebook_path(run_dir: Path, notebook: str) -> Path:
+    """Where the executed notebook of this attempt at `run_dir` goes: ``<notebook>.ipynb`` for the first attempt,
+    ``<notebook>.attempt<k>.ipynb`` for the k-th, so resuming a run never replaces an earlier attempt's record."""
+    out = run_dir / f"{notebook}.ipynb"
+    k = 2
+    while out.exists():
+        out = run_dir / f"{notebook}.attempt{k}.ipynb"
+        k += 1
+    return out

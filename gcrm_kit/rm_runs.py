@@ -15,12 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from .data import GenerationRecord, load_jsonl
 from .io import project_root, resolve_output_root
 from .notebooks import params_path, run_notebook
-from .params import RMTrainingParams, RewardModelSpec, dump_yaml, from_dict, load_params
+from .params import RMTrainingParams, RewardModelSpec, dump_yaml, from_dict, load_params, read_yaml
 from .runs import CACHE_DIRNAME, strip_run_dir
 from .toyworld.problems import SPLITS
 from .toyworld.sampling import cached_samples
@@ -110,7 +109,7 @@ def resolve_rm_run(rm_run: str, rm_params: str, output_root: str = "outputs") ->
 
 def load_rm_run(run_dir: Path) -> tuple[RMTrainingParams, dict[str, list[Path]]]:
     """(params, {reward model name: [model dirs, one per rm seed]}) of a finished notebook-01 run folder."""
-    p = from_dict(RMTrainingParams, yaml.safe_load((Path(run_dir) / "params.resolved.yaml").read_text()))
+    p = from_dict(RMTrainingParams, read_yaml((Path(run_dir) / "params.resolved.yaml").read_text()))
     dirs = {spec.name: [reward_model_dir_in(run_dir, spec, s) for s in p.rm_seeds] for spec in p.reward_models}
     return p, dirs
 

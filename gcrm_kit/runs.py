@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .io import _json_default, atomic_write_json, atomic_write_text, project_root, resolve_output_root
-from .params import dump_yaml
+from .params.core import ParamsError, dump_yaml, read_yaml
 
 CACHE_DIRNAME = "_cache"
 
@@ -113,8 +113,9 @@ def start_run(params) -> Run:
             run_dir = project_root() / run_dir
         prev = run_dir / "params.resolved.yaml"
         if prev.is_file() and strip_run_dir(prev.read_text()) != strip_run_dir(resolved):
-            raise ValueError(f"run_dir={params.run_dir!r}: its params.resolved.yaml differs from these params; "
-                             "a resumed run must use the same params")
+            diff = differing_keys(read_yaml(prev.read_text()), read_yaml(resolved))
+            raise ParamsError(f"run_dir={params.run_dir!r}: a resumed run must use the params it was started with; "
+                              f"{prev} differs at " + "; ".join(diff))
         if not prev.is_file() and run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"run_dir={params.run_dir!r} exists and is not a run folder; not writing into it")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +175,24 @@ def new_run_dir(params) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run folder under {base}")
+
+
+def differing_keys(old: Any, new: Any, key: str = "") -> list[str]:
+    """Where two params mappings differ: ``"<dotted key>: <old> (run) vs <new> (now)"`` per differing leaf
+    (`run_dir` ignored)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in dict.fromkeys([*old, *new]):
+            if k == "run_dir" and not key:
+                continue
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in old or k not in new:
+                out.append(f"{sub}: {'absent' if k not in old else repr(old[k])} (run) vs "
+                           f"{'absent' if k not in new else repr(new[k])} (now)")
+            else:
+                out += differing_keys(old[k], new[k], sub)
+        return out
+    return [] if old == new else [f"{key}: {old!r} (run) vs {new!r} (now)"]
 
 
 def strip_run_dir(text: str) -> str:

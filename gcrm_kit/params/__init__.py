@@ -11,7 +11,7 @@ are errors that name the file and the key, raised before anything runs (papermil
 Building params does no I/O; `runs.start_run` makes the run folder.
 """
 
-from .core import ParamsError, dump_yaml, from_dict, to_dict
+from .core import ParamsError, dump_yaml, from_dict, read_yaml, to_dict
 from .filtering import FilteringParams, OnlineParams
 from .loading import NOTEBOOK_PARAMS, from_notebook, load_params, parameters_cell_defaults
 from .representation import PrototypeSpec, ProjectionParams, RepresentationParams
@@ -27,5 +27,5 @@ __all__ = [
     "PairsParams", "ParamsError", "PolicyParams", "PrototypeSpec", "ProjectionParams", "QuantParams",
     "RMTrainingParams", "RepresentationParams", "RewardModelSpec", "RewardTrainingParams", "SteeringDataParams",
     "SteeringParams", "SteeringTarget", "WorldParams", "dump_yaml", "from_dict", "from_notebook", "load_params",
-    "parameters_cell_defaults", "to_dict", "validate_scale",
+    "parameters_cell_defaults", "read_yaml", "to_dict", "validate_scale",
 ]

@@ -4,6 +4,7 @@ dataclasses and back. Unknown keys and wrong types raise `ParamsError` naming th
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal
@@ -51,6 +52,10 @@ def _check(tp: Any, value: Any, key: str) -> Any:
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str) and _is_number(value):
+            raise ParamsError(f"{key}: expected a number, got the text {value!r} (quoted, or read by a YAML 1.1 "
+                              "parser, which takes an exponent without a dot such as 3e-4 for text); write it "
+                              f"unquoted, e.g. {float(value)!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -67,6 +72,14 @@ def _check(tp: Any, value: Any, key: str) -> Any:
             raise ParamsError(f"{key}: expected a string, got {value!r}")
         return value
     raise ParamsError(f"{key}: unsupported type {tp}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
@@ -106,6 +119,21 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does: `3e-4` and `1E5` are floats (YAML 1.1, PyYAML's
+    default, needs a dot in the mantissa and reads them as text)."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse params YAML with `ParamsLoader`."""
+    return yaml.load(text, Loader=ParamsLoader)
 
 
 def dump_yaml(obj: Any) -> str:

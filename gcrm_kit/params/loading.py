@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .core import ParamsError, from_dict, to_dict
+from .core import ParamsError, from_dict, read_yaml, to_dict
 from .filtering import FilteringParams
 from .representation import RepresentationParams
 from .rm_training import RMTrainingParams
@@ -31,7 +31,7 @@ def load_params(notebook: str, path: str | Path) -> Any:
         raise ParamsError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_PARAMS)}")
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such params file") from None
     except yaml.YAMLError as e:

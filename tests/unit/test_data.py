@@ -105,6 +105,9 @@ def test_tokenizer_without_pad_or_with_pad_equal_eos_is_refused(tokenizer):
     t.pad_token = None
     with pytest.raises(ValueError, match="no pad token"):
         check_tokenizer(t)
+    t.name_or_path = "/models/my-backbone"
+    with pytest.raises(ValueError, match="tokenizer of /models/my-backbone has no pad token.*model.pad_token"):
+        check_tokenizer(t)
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -33,6 +33,27 @@ def test_run_dir_reuse_requires_same_params(tmp_path):
         start_run(_params(tmp_path, run_dir=str(run.dir), seed=5))
 
 
+def test_run_dir_with_other_params_is_a_params_error_naming_the_keys(tmp_path):
+    from gcrm_kit.params import ParamsError
+
+    run = start_run(_params(tmp_path))
+    with pytest.raises(ParamsError) as e:
+        start_run(_params(tmp_path, run_dir=str(run.dir), seed=5, training={"learning_rate": 0.001}))
+    assert "seed: 0 (run) vs 5 (now)" in str(e.value)
+    assert "training.learning_rate: 0.0003 (run) vs 0.001 (now)" in str(e.value)
+    assert "run_dir" not in str(e.value).split("differs at")[1]
+
+
+def test_start_run_seeds(tmp_path):
+    import random
+
+    random.seed(123)
+    start_run(_params(tmp_path, seed=7))
+    first = random.random()
+    start_run(_params(tmp_path, seed=7))
+    assert random.random() == first
+
+
 def test_run_dir_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
