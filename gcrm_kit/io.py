@@ -67,3 +67,12 @@ def project_root(start: str | Path | None = None) -> Path:
 def resolve_output_root(output_root: str) -> Path:
     p = Path(output_root).expanduser()
     return p if p.is_absolute() else project_root() / p
+
+
+def normal_permissions(folder: str | Path) -> None:
+    """Give every file under `folder` the permissions `open()` would have (0666 less the umask). transformers'
+    Trainer and `save_pretrained` write weights and optimizer state through private temporary files (mode 0600),
+    which would leave a run folder's models unreadable to the other users of a shared machine."""
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, 0o666 & ~_UMASK)

@@ -178,3 +178,16 @@ def test_resume_keeps_the_first_attempts_env_and_commit(tmp_path, monkeypatch):
         start_run(_params(tmp_path, run_dir=str(run.dir)))
     git = (run.dir / "git.txt").read_text().splitlines()
     assert len(git) == 3 and git[2].startswith("attempt 3 (") and git[2].endswith("): aaa111")
+
+
+def test_normal_permissions_opens_private_files(tmp_path):
+    import stat
+
+    from gcrm_kit.io import _UMASK, normal_permissions
+
+    (tmp_path / "ckpt").mkdir()
+    f = tmp_path / "ckpt" / "model.safetensors"
+    f.write_bytes(b"x")
+    os.chmod(f, 0o600)
+    normal_permissions(tmp_path)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~_UMASK
