@@ -62,7 +62,8 @@ def test_hh_rlhf_prompt_is_the_shared_prefix(tmp_path):
                                             {"chosen": chosen, "rejected": chosen}], gz=True)
     pairs = load_adapted(DatasetSpec("hh_rlhf", src), "pairs")
     # the skip count rides on the returned list, never in a pair (it would travel into a split's file)
-    assert len(pairs) == 1 and pairs.stats == {"skipped_rows": 1} and "skipped_rows" not in pairs[0].meta
+    assert len(pairs) == 1 and "skipped_rows" not in pairs[0].meta
+    assert pairs.stats == {"skipped_rows": 1, "skipped": {"identical dialogues": 1}}
     assert pairs[0].meta["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
                                          {"role": "user", "content": "how to bake?"}]
 
@@ -108,13 +109,14 @@ def test_adapter_counts_survive_the_chat_template(tokenizer, tmp_path):
     t = copy.deepcopy(tokenizer)
     t.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     for out in (apply_chat_template(pairs, t), apply_chat_template(pairs, tokenizer)):
-        assert out.stats == {"skipped_rows": 1} and all("skipped_rows" not in p.meta for p in out)
+        assert out.stats == {"skipped_rows": 1, "skipped": {"identical dialogues": 1}}
+        assert all("skipped_rows" not in p.meta for p in out)
     rows = [{"question": "q", "generated_solution": f"s{i}", "is_correct": i == 0} for i in range(2)]
     omi = load_adapted(DatasetSpec("openmathinstruct", _jsonl(tmp_path / "omi.jsonl", rows)), "pairs")
-    assert omi.stats == {"questions": 1, "paired": 1}
+    assert omi.stats == {"questions": 1, "paired": 1, "skipped_rows": 0, "skipped": {}}
     recs = load_adapted(DatasetSpec("records", _jsonl(tmp_path / "r.jsonl", [
         {"prompt": "p", "response": "r", "is_correct": True}])))
-    assert recs.stats == {} and isinstance(recs, list)
+    assert recs.stats == {"skipped_rows": 0, "skipped": {}} and isinstance(recs, list)
 
 
 def test_local_folder_gives_the_split_asked_for(tmp_path):
