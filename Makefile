@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PARAMS ?= toy
 
-.PHONY: setup toy test test-distributed bench lab check clean-venv
+.PHONY: setup toy test test-fast test-distributed bench lab check clean-venv
 
 # Install the kit with its notebook, test and scale extras. torch is pinned (pyproject.toml) and installed first so
 # a CPU machine takes its CPU build instead of the CUDA wheels. deepspeed is built from source against that torch
@@ -27,6 +27,10 @@ toy: setup
 test: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python -m pytest -q
+
+# The unit tier alone (tests/unit: pure functions and tiny objects, no training, no notebooks): under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit
 
 test-distributed: setup
 	$(BIN)/python -m pytest -q -m distributed
