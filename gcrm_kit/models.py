@@ -8,11 +8,13 @@ forward pass, and computes position ids over real tokens so the result does not 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import processors
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -79,6 +81,38 @@ def set_pad_token(tokenizer, pad_token: str = "") -> None:
                          "an existing token that is not EOS (for Llama 3: '<|reserved_special_token_0|>')")
 
 
+def add_scoring_template(tokenizer) -> None:
+    """Make `tokenizer`, in place, add what the kit adds around a scored sequence (`data.encode`), so a reward
+    model saved with it is scored by plain transformers, a `pipeline` or TRL as the kit scores it:
+    ``tokenizer(prompt + response)`` gives BOS (when the tokenizer has one) + text + EOS, and
+    ``tokenizer(prompt, response)`` gives BOS + prompt + response + EOS with the two parts tokenised apart, which is
+    exactly the kit's ids for any tokenizer (concatenated text can merge differently where prompt and response meet
+    in a subword tokenizer; for the toy world's character tokenizer both forms are the same).
+
+    It sets the `tokenizers` post-processor, which `save_pretrained` writes into tokenizer.json (a byte-level one
+    keeps its byte-level offset step). The kit's own ids never depend on it: it always tokenises with
+    ``add_special_tokens=False`` and places BOS and EOS itself. A tokenizer without a `tokenizers` backend is left
+    as it is, with a warning."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        log.warning("%s has no `tokenizers` backend: its saved copy will not add BOS/EOS around a text, so score "
+                    "the checkpoint with ids built as gcrm_kit.data.encode builds them", type(tokenizer).__name__)
+        return
+    bos = tokenizer.bos_token if tokenizer.bos_token_id is not None else None
+    eos = tokenizer.eos_token
+    specials = ([(bos, tokenizer.bos_token_id)] if bos else []) + [(eos, tokenizer.eos_token_id)]
+    head = f"{bos}:0 " if bos else ""
+    template = processors.TemplateProcessing(single=f"{head}$A:0 {eos}:0", pair=f"{head}$A:0 $B:0 {eos}:0",
+                                             special_tokens=specials)
+    # a byte-level post-processor only adjusts offsets; kept so `return_offsets_mapping` is unchanged
+    old = json.loads(backend.post_processor.__getstate__()) if backend.post_processor is not None else {}
+    steps = old.get("processors", [old]) if old.get("type") == "Sequence" else [old]
+    byte_level = [processors.ByteLevel(add_prefix_space=s.get("add_prefix_space", True),
+                                       trim_offsets=s.get("trim_offsets", True), use_regex=s.get("use_regex", True))
+                  for s in steps if s.get("type") == "ByteLevel"]
+    backend.post_processor = processors.Sequence(byte_level + [template]) if byte_level else template
+
+
 def _dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
@@ -86,7 +120,9 @@ def _dtype(name: str) -> torch.dtype:
 def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, model_params=None, lora=None,
                              quant=None):
     """Load a policy checkpoint as a reward model: same backbone, a new scalar head (normal, std 0.02 as the
-    config's initializer_range), pad id set so plain `transformers` pools at the EOS. Returns (model, tokenizer).
+    config's initializer_range), pad id set so plain `transformers` pools at the EOS. Returns (model, tokenizer),
+    the tokenizer adding BOS and EOS around a text as the kit does (`add_scoring_template`), so the checkpoint saved
+    with it scores the kit's way in plain `transformers`.
 
     `model_params` (params.ModelParams) sets dtype, attention and the pad token of a real tokenizer; `quant`
     (QuantParams) loads the backbone in 4 bits and prepares it for k-bit training; `lora` (LoraParams) wraps the
@@ -98,6 +134,7 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
     if model_params is not None:
         set_pad_token(tokenizer, model_params.pad_token)
     check_tokenizer(tokenizer)
+    add_scoring_template(tokenizer)  # the checkpoint's tokenizer then gives plain transformers the kit's ids
     kwargs = _load_kwargs(model_params, quant)
     if seed is not None:
         torch.manual_seed(seed)  # the head's initialisation is part of the reward model's seed
@@ -190,8 +227,6 @@ def load_reward_adapter(adapter_dir: str | Path, base_dir: str | Path | None = N
     """Load a base model plus a saved LoRA adapter (and its head) as the trained reward model. The base comes from
     the adapter's config unless `base_dir` is given; `quant` reloads it in 4 bits as in training.
     Returns (model, tokenizer), the model in eval mode."""
-    import json
-
     from peft import PeftModel
 
     base_dir = base_dir or json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]

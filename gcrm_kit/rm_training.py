@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from . import evaluation, plots
 from .best_of_n import measure as measure_best_of_n
@@ -35,7 +34,7 @@ from .toyworld.corpus import VERDICT_NO, VERDICT_YES
 from .toyworld.policy import choose_policy
 from .toyworld.sampling import cached_samples
 from .rm_runs import relative_to, reward_model_dir_in
-from .training import RewardTrainer, attach_lm_head, detach_lm_head
+from .training import RewardTrainer, attach_lm_head, detach_lm_head, resume_checkpoint
 
 log = logging.getLogger(__name__)
 DONE = "DONE"
@@ -420,8 +419,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
                             data_collator=PairCollator(tokenizer.pad_token_id),
                             contrastive=p.contrastive, spec=spec, reference=reference)
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args.output_dir, args.save_only_model))
     lm_head = detach_lm_head(model)
     if lm_head is not None:  # kept beside the checkpoint, not in it: scoring needs only the reward head
         weight = _full_weight(lm_head.weight)  # every process takes part in a ZeRO-3 gather

@@ -1,19 +1,23 @@
 """Reward-model training through `transformers.Trainer`: Bradley-Terry plus the goal-conditioned term.
 
 Only `compute_loss` is the kit's: batching, gradient accumulation, clipping, schedules, checkpoints and resume,
-logging, progress bars and DeepSpeed all come from the `Trainer`.
+logging, progress bars and DeepSpeed all come from the `Trainer`. `resume_checkpoint` picks the checkpoint a cut-off
+run resumes from (reward models and the toy policy alike), passing over one whose save was cut off.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import re
 from collections import defaultdict
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .losses import bradley_terry_loss, contrastive_loss, draw_positions, grm_regulariser, response_logps
 from .models import reward_forward
@@ -25,7 +29,6 @@ GRM_LM_HEAD = "grm_lm_head"
 DRAW_STATE_FILE = "draw_generator_{rank}.pth"
 
 _log = logging.getLogger(__name__)
-
 
 class RewardTrainer(Trainer):
     """A Trainer whose loss is (1 - a) * BT + lambda * goal-conditioned contrastive + a * GRM regulariser,
@@ -230,3 +233,81 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+# ------------------------------------------------------------------------------------------------ resume
+
+#: what `Trainer._save_checkpoint` writes last, after the weights, optimiser, scheduler and RNG states: a checkpoint
+#: folder without it (or with it cut short) is a save that was interrupted
+TRAINER_STATE = "trainer_state.json"
+#: files `Trainer.save_model` writes the weights to (full model, sharded, or a peft adapter); a DeepSpeed checkpoint
+#: may hold its weights only in its own `global_step*` folder
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def checkpoint_gaps(folder: str | Path, save_only_model: bool = False) -> list[str]:
+    """What the `Trainer` checkpoint folder `folder` lacks to be resumed from, one phrase per gap naming the file;
+    [] when it is complete.
+
+    Complete means what `Trainer._save_checkpoint` (transformers 5) writes, in its order: the weights (`WEIGHT_FILES`,
+    or a DeepSpeed `global_step*` folder), then unless `save_only_model` the optimiser and scheduler states
+    (`optimizer.pt`, `scheduler.pt`; inside `global_step*` under DeepSpeed) and the RNG state (`rng_state*.pth`),
+    and last `trainer_state.json`, which must read as JSON. A save killed part-way lacks at least the last."""
+    folder = Path(folder)
+    gaps = []
+    deepspeed = any(p.is_dir() for p in folder.glob("global_step*"))
+    if not deepspeed and not any((folder / f).is_file() for f in WEIGHT_FILES):
+        gaps.append(f"no model weights ({WEIGHT_FILES[0]} or another of {', '.join(WEIGHT_FILES[1:])})")
+    if not save_only_model:
+        if not deepspeed:
+            if not ((folder / "optimizer.pt").is_file() or (folder / "optimizer.bin").is_file()):
+                gaps.append("optimizer.pt missing")
+            if not (folder / "scheduler.pt").is_file():
+                gaps.append("scheduler.pt missing")
+        if not any(folder.glob("rng_state*.pth")):
+            gaps.append("rng_state.pth missing")
+    state = folder / TRAINER_STATE
+    if not state.is_file():
+        gaps.append(f"{TRAINER_STATE} missing")
+    else:
+        try:
+            ok = isinstance(json.loads(state.read_text(encoding="utf-8")), dict)
+        except (ValueError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            gaps.append(f"{TRAINER_STATE} unreadable (cut off while written)")
+    return gaps
+
+
+def resume_checkpoint(output_dir: str | Path, save_only_model: bool = False) -> str | None:
+    """The checkpoint a `Trainer` run writing into `output_dir` resumes from: the newest complete `checkpoint-N`
+    folder there (`checkpoint_gaps`), as a path string for `trainer.train(resume_from_checkpoint=...)`; None when
+    there is none (or no `output_dir`), so training starts afresh.
+
+    A run killed while the Trainer wrote a checkpoint leaves a partial `checkpoint-N` beside the complete previous
+    one, and resuming from it would fail; each newer folder passed over is named in a warning with what it lacks.
+    Pass `args.save_only_model` of the run's TrainingArguments."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    steps = {}
+    for d in output_dir.iterdir():
+        m = _CHECKPOINT_NAME.match(d.name)
+        if m and d.is_dir():
+            steps[d] = int(m.group(1))
+    skipped = []
+    for d in sorted(steps, key=steps.get, reverse=True):
+        gaps = checkpoint_gaps(d, save_only_model)
+        if not gaps:
+            for s, why in skipped:
+                _log.warning("resume: skipped %s (incomplete: %s; its save was cut off); resuming from %s instead",
+                             s, "; ".join(why), d.name)
+            _log.info("resuming from %s", d)
+            return str(d)
+        skipped.append((d, gaps))
+    for s, why in skipped:
+        _log.warning("resume: skipped %s (incomplete: %s; its save was cut off); no complete checkpoint in %s, "
+                     "training starts from the beginning", s, "; ".join(why), output_dir)
+    return None

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..data import Encoded, LMCollator, encode, pad_ids
 from ..params import PolicyParams, WorldParams
-from ..runs import cached, seed_everything
 from ..io import atomic_write_json, to_jsonable
+from ..runs import cached, seed_everything
+from ..training import resume_checkpoint
 from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus, noisy_solution
 from .problems import SPLITS, sample_problem
 from .tokenizer import build_tokenizer
@@ -123,8 +123,7 @@ def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: P
                                                                               policy.verdict_loss_weight)
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=LMCollator(tokenizer.pad_token_id),
                       compute_loss_func=loss)
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args.output_dir, args.save_only_model))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     atomic_write_json(out_dir / "training_log.json", to_jsonable(trainer.state.log_history))

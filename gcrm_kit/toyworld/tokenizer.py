@@ -14,7 +14,10 @@ ALPHABET = "0123456789+-*%=;:?A!YN " + "".join(sorted(set("plusminustimesmod")))
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Return the toy world's tokenizer: one token per character, BOS added in front, EOS left to the caller.
+    """Return the toy world's tokenizer: one token per character; `tokenizer(text)` adds BOS in front and leaves
+    EOS to the caller, as a causal LM's tokenizer does (`tokenizer(prompt)` is what the policy continues). The kit
+    builds its own ids (`data.encode`, always with ``add_special_tokens=False``); a reward model's copy of this
+    tokenizer also adds the EOS (`models.add_scoring_template`).
 
     Padding side is right; the pad token is its own id (never EOS), so the reward read at the last non-pad token
     is the EOS state whatever the padding side.
@@ -31,6 +34,6 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         pad_token=PAD,
         unk_token=UNK,
         padding_side="right",
-        add_bos_token=False,
+        add_bos_token=True,
     )
     return tok
