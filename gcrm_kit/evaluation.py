@@ -63,3 +63,42 @@ def _dig(row: dict, path: list[str]):
             return None
         row = row[part]
     return row
+
+
+def within_group_auroc(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[int]) -> float:
+    """AUROC restricted to pairs inside one group: the share of (positive, negative) pairs with the same group id
+    in which the positive one has the higher score (ties count half), pooled over groups in increasing id order.
+    scores, labels (True = correct), groups: (S,) each. NaN without such a pair. Filtering uses it with one group
+    per question: the comparisons a vote can make."""
+    x, y, g = np.asarray(scores), np.asarray(labels, dtype=bool), np.asarray(groups)
+    wins = total = 0.0
+    for gi in np.unique(g):
+        m = g == gi
+        a, b = x[m & y], x[m & ~y]
+        if len(a) and len(b):
+            d = a[:, None] - b[None, :]
+            wins += (d > 0).sum() + 0.5 * (d == 0).sum()
+            total += d.size
+    return float(wins / total) if total else float("nan")
+
+
+def welch_ttest(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Welch's t-test (scipy ttest_ind, unequal variances) of two samples: {"t", "p"}, NaN for both when either
+    sample has fewer than 2 values."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return {"t": float("nan"), "p": float("nan")}
+    r = stats.ttest_ind(a, b, equal_var=False)
+    return {"t": float(r.statistic), "p": float(r.pvalue)}
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Paired t-test (scipy ttest_rel) of two equal-length samples, e.g. per-question credit of a filtered and the
+    unfiltered vote: {"t", "p"}, NaN for both when the two never differ (np.allclose)."""
+    from scipy import stats
+
+    if np.allclose(a, b):
+        return {"t": float("nan"), "p": float("nan")}
+    r = stats.ttest_rel(a, b)
+    return {"t": float(r.statistic), "p": float(r.pvalue)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -36,7 +37,8 @@ class FilteringParams:
     params_name: str = "default"
     """name of the params file this run came from (the run's output folder); set by `load_params`"""
     seed: int = 0
-    """seeds the questions, the sampled solutions (per sample, see generation.PerSampleGumbel) and random pruning"""
+    """seeds the questions, the sampled solutions (per sample, see filtering.noise.PerSampleGumbel) and random
+    pruning"""
     output_root: str = "outputs"
     run_dir: str = ""
     """an existing run folder of this notebook to work in (`gcrm run` prepares one); empty: a new run folder"""
@@ -46,9 +48,11 @@ class FilteringParams:
     rm_params: str = "toy"
     """params name of notebook 01 used when `rm_run` is empty"""
     goal_rm: str = "goal_conditioned"
-    """reward model (name in the 01 run) whose Q-values do the filtering"""
+    """the reward model whose Q-values do the filtering: a model's name in the 01 run, or a role (rm_runs.ROLES)
+    that exactly one of its models has; the default is the role, so a run naming its goal-conditioned model
+    otherwise (e.g. `contrastive`) works as is"""
     baseline_rm: str = "baseline"
-    """preference-only reward model of the same run, for the baselines"""
+    """the preference-only reward model of the same run, for the baselines: a name or a role (default: the role)"""
     generations: str = ""
     """a JSONL file of generation records (data.GenerationRecord: prompt, response, is_correct, answer), several
     per prompt, to filter instead of sampling the toy world; online pruning is then skipped"""
@@ -87,6 +91,9 @@ class FilteringParams:
     """draws of random pruning averaged at each budget"""
     batch_size: int = 256
     """sampling and scoring batch size"""
+    device: str = "auto"
+    """where the policy and the reward models run: `auto` (the first GPU when there is one, else the CPU), `cpu`,
+    `cuda` or `cuda:<i>` (gcrm_kit.device.resolve_device)"""
     online: OnlineParams = field(default_factory=OnlineParams)
 
     @property
@@ -108,8 +115,7 @@ class FilteringParams:
             raise ParamsError("skip_tokens and max_accuracy_drop must be >= 0, random_repeats >= 1")
         if self.online.chunk_size < 1 or self.online.batch_size < 1 or self.online.repeats < 1:
             raise ParamsError("online.chunk_size, online.batch_size and online.repeats must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ParamsError(f"device: expected auto, cpu, cuda or cuda:<index>, got {self.device!r}")
         if self.goal_rm == self.baseline_rm:
             raise ParamsError("goal_rm and baseline_rm must name different reward models")
-
-
-# --- notebook 04_steering ---------------------------------------------------------------------------------------

@@ -30,8 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gcrm_kit.filtering import threshold_grid  # noqa: E402
-from gcrm_kit.generation import RewardModelScorer, generate_pruned  # noqa: E402
+from gcrm_kit.filtering import RewardModelScorer, generate_pruned, threshold_grid  # noqa: E402
 
 
 def load_models(rm_run: str | None, device: str):

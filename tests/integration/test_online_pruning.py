@@ -7,10 +7,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gcrm_kit.data import GenerationRecord
-from gcrm_kit.filtering import make_sample_set, prune_positions, score_sample_set, threshold_grid
-from gcrm_kit.generation import CutScorer, RewardModelScorer, generate_pruned
+from gcrm_kit.data import GenerationRecord, load_jsonl, save_jsonl
+from gcrm_kit.filtering import (CutScorer, RewardModelScorer, evaluate_offline, generate_pruned, make_sample_set,
+                                prune_positions, score_sample_set, split_generations, threshold_grid)
+from gcrm_kit.generation import sample_responses
 from gcrm_kit.models import reward_model_from_policy
+from gcrm_kit.params import FilteringParams, from_dict
 
 pytestmark = pytest.mark.slow
 
@@ -103,8 +105,6 @@ def test_online_decisions_equal_the_offline_rule(models, full):
 
 
 def test_sample_responses_reports_which_samples_finished(models):
-    from gcrm_kit.generation import sample_responses
-
     policy, tokenizer, _, _ = models
     outs, fins = sample_responses(policy, tokenizer, PROMPTS[:4], n=5, temperature=1.5, max_new_tokens=40, seed=3,
                                   suppress_tokens=GEN["suppress_tokens"], return_finished=True)
@@ -132,10 +132,6 @@ def test_cut_scorer_prunes_where_told(models, full):
 
 def test_offline_filtering_runs_on_a_file_of_generation_records(models, tmp_path):
     """The offline path needs only generation records (prompt, response, is_correct, answer), as at full scale."""
-    from gcrm_kit.data import load_jsonl, save_jsonl
-    from gcrm_kit.filtering import evaluate_offline, split_generations
-    from gcrm_kit.params import FilteringParams, from_dict
-
     _, tokenizer, rm, goal = models
     rng = np.random.default_rng(0)
     recs = []

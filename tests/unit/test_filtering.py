@@ -8,22 +8,31 @@ import pytest
 import torch
 from scipy import stats
 
+from gcrm_kit import evaluation
 from gcrm_kit.data import GenerationRecord
 from gcrm_kit.filtering import (
+    PerSampleGumbel,
     best_of_n_credit,
+    build_samples,
     choose_threshold,
+    ends_with_eos,
     evaluate_pruning,
+    first_below,
+    hashed_uniform,
+    load_setup,
     make_sample_set,
+    min_after,
     prune_positions,
     pruning_statistics,
     random_matched,
     split_generations,
+    summarise,
     threshold_grid,
+    toy_questions,
     vote_credit,
     weighted_credit,
 )
-from gcrm_kit.generation import PerSampleGumbel, first_below, hashed_uniform
-from gcrm_kit.params import FilteringParams, ParamsError, from_dict
+from gcrm_kit.params import FilteringParams, ParamsError, RewardModelSpec, RMTrainingParams, dump_yaml, from_dict
 
 
 def rec(prompt, response, correct, answer):
@@ -169,8 +178,6 @@ def test_filtering_params_validation():
     with pytest.raises(ParamsError, match="split"):
         from_dict(FilteringParams, {"split": ""})
     # any other name may be a real-data run's evaluation set: a toy run refuses it when it draws its questions
-    from gcrm_kit.filtering import toy_questions
-
     with pytest.raises(ValueError, match="'nope' is not a toy-world split; known: .*'id'"):
         toy_questions(from_dict(FilteringParams, {"split": "nope"}), set())
     with pytest.raises(ParamsError, match="threshold_quantiles"):
@@ -179,6 +186,10 @@ def test_filtering_params_validation():
         from_dict(FilteringParams, {"tie_break": "win"})
     with pytest.raises(ParamsError, match="unknown key"):
         from_dict(FilteringParams, {"online": {"chunk": 4}})
+    with pytest.raises(ParamsError, match="device: expected auto, cpu, cuda or cuda:<index>, got 'gpu'"):
+        from_dict(FilteringParams, {"device": "gpu"})
+    assert from_dict(FilteringParams, {"device": "cuda:1"}).device == "cuda:1"
+    assert FilteringParams().device == "auto"
 
 
 def test_hashed_uniform_is_a_function_of_sample_step_and_token():
@@ -206,12 +217,11 @@ def test_per_sample_gumbel_samples_the_softmax():
 
 
 def test_within_question_auroc_compares_samples_of_one_question(two_questions):
-    from gcrm_kit.filtering import min_after, within_question_auroc
-
     ss = two_questions  # correct: q0 samples 0, 2; q1 sample 4
     x = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     # q0: both correct above both wrong (4 wins of 4); q1: the correct one below all three wrong (0 of 3)
-    assert within_question_auroc(ss, x) == 4 / 7
+    assert evaluation.within_group_auroc(x, ss.correct, ss.question) == 4 / 7
+    assert math.isnan(evaluation.within_group_auroc(x, np.ones(8, dtype=bool), ss.question))  # no pair
     scores = np.array([[0.0, 5.0, 1.0, np.nan], [9.0, 9.0, 9.0, 9.0]])
     assert min_after(scores, 1).tolist() == [1.0, 9.0] and min_after(scores, 3).tolist() == [np.inf, 9.0]
 
@@ -219,8 +229,6 @@ def test_within_question_auroc_compares_samples_of_one_question(two_questions):
 def test_unfinished_samples_count_no_eos(tokenizer):
     """A sample cut at the token limit never generated an EOS: its length (and the tokens pruning can save or cut
     at) are its response tokens alone; finished samples and records without `finished` add the EOS."""
-    from gcrm_kit.filtering import ends_with_eos
-
     recs = [GenerationRecord("1+4?", "1+4=5;A:5", True, "5", {"finished": True}),
             GenerationRecord("1+4?", "1+4=5;1+4=5;1+", False, None, {"finished": False}),
             GenerationRecord("1+4?", "1+4=3;A:3", False, "3")]
@@ -273,7 +281,6 @@ def _write(path, lines):
 
 def test_generations_file_without_answers_names_the_file_and_line(tmp_path, fake_run_and_setup):
     from gcrm_kit.data import DataError
-    from gcrm_kit.filtering import build_samples
 
     run, setup = fake_run_and_setup
     lines = [{"question": f"{q}+1?", "solution": f"{q}+1={j};A:{j}", "is_correct": j == q + 1}
@@ -291,3 +298,59 @@ def test_generations_file_without_answers_names_the_file_and_line(tmp_path, fake
     assert sum(len(ss.records) for ss in out.values()) == 12
     assert sum(int((ss.answer < 0).sum()) for ss in out.values()) == 1
     assert all(ss.length[0] == len(ss.records[0].response) + 1 for ss in out.values())  # finished by default
+
+
+def _fake_rm_run(tmp_path, names_weights):
+    """A finished notebook-01 run folder as rm_runs reads it: params, metrics.json and each model's rm_spec.json."""
+    import json
+
+    run = tmp_path / "01_rm_training" / "grm" / "run"
+    p01 = from_dict(RMTrainingParams, {"rm_seeds": [0, 1]})
+    p01.reward_models = [RewardModelSpec(name=n, contrastive_weight=w) for n, w in names_weights]
+    run.mkdir(parents=True)
+    (run / "params.resolved.yaml").write_text(dump_yaml(p01))
+    (run / "metrics.json").write_text("{}")
+    for n, _ in names_weights:
+        for k in p01.rm_seeds:
+            d = run / "reward_models" / f"{n}_seed{k}"
+            d.mkdir(parents=True)
+            (d / "rm_spec.json").write_text(json.dumps({"policy_dir": str(tmp_path / "policy")}))
+    return run
+
+
+def test_reward_models_are_chosen_by_role_or_name(tmp_path):
+    """The defaults goal_conditioned / baseline are roles: a run naming its goal-conditioned model `contrastive`
+    (params/01_rm_training/grm_comparison.yaml) works as is; two params meaning one model are an error."""
+    run = _fake_rm_run(tmp_path, [("baseline", 0.0), ("contrastive", 0.5)])
+    setup = load_setup(from_dict(FilteringParams, {"rm_run": str(run)}))
+    assert setup.names == {"goal": "contrastive", "baseline": "baseline"} and setup.rm_seeds == [0, 1]
+    assert [d.name for d in setup.model_dirs["goal"]] == ["contrastive_seed0", "contrastive_seed1"]
+    assert setup.objectives()["goal"] == {"name": "contrastive", "role": "goal_conditioned",
+                                          "contrastive_weight": 0.5, "grm_weight": 0.0}
+    named = load_setup(from_dict(FilteringParams, {"rm_run": str(run), "goal_rm": "baseline",
+                                                   "baseline_rm": "contrastive"}))
+    assert named.names == {"goal": "baseline", "baseline": "contrastive"}
+    same = from_dict(FilteringParams, {"rm_run": str(run), "goal_rm": "contrastive", "baseline_rm": "goal_conditioned"})
+    with pytest.raises(ValueError, match="goal_rm='contrastive' and baseline_rm='goal_conditioned' both mean reward "
+                                         "model 'contrastive' of .*run; name two different models"):
+        load_setup(same)
+    with pytest.raises(ValueError, match="no reward model named or of role 'goal_conditioned'"):
+        load_setup(from_dict(FilteringParams, {"rm_run": str(_fake_rm_run(tmp_path / "b", [("baseline", 0.0)]))}))
+
+
+def test_summary_over_rm_seeds_per_method():
+    rows = [{"method": m, "rm_seed": s, "accuracy": a, "accuracy_unfiltered": 0.5, "share_pruned": sp,
+             "share_tokens_saved": sp / 2}
+            for m, s, a, sp in [("q_goal", 0, 0.6, 0.2), ("majority", 0, 0.5, 0.0), ("q_goal", 1, 0.8, 0.4),
+                                ("majority", 1, 0.5, 0.0)]]
+    online = [{"method": "q_goal", "rm_seed": s, "share_tokens_saved": t, "share_seconds_saved": -t,
+               "share_seconds_saved_vs_generate_all": 0.0, "accuracy": 0.7, "seconds": 2.0}
+              for s, t in [(0, 0.1), (1, 0.3)]] + [{"method": "none", "rm_seed": None, "seconds": 1.0}]
+    out = summarise(rows, online)
+    assert [e["method"] for e in out] == ["majority", "q_goal"]  # METHOD_ORDER, not the rows' order
+    q = out[1]
+    assert q["n_seeds"] == 2 and q["accuracy"]["mean"] == pytest.approx(0.7)
+    assert q["accuracy"]["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert q["online_share_tokens_saved"]["mean"] == pytest.approx(0.2) and q["online_seconds"]["std"] == 0.0
+    assert list(q)[:6] == ["method", "n_seeds", "accuracy", "accuracy_unfiltered", "share_pruned", "share_tokens_saved"]
+    assert not any(k.startswith("online_") for k in out[0])  # majority has no online run

@@ -1,0 +1,32 @@
+"""The methods notebook 03 compares, by name, and the two sets of questions they run on.
+
+- ``majority``: plain majority vote over all N samples (no pruning);
+- ``q_goal`` / ``q_baseline``: pruning by Q_t = cos(h_t, g) of the goal-conditioned / the baseline reward model,
+  each with the `correct` prototype of its own checkpoint;
+- ``token_reward_goal`` / ``token_reward_baseline``: pruning by the scalar head applied at every token
+  (early rejection with an outcome reward model);
+- ``random``: random pruning at the budget of ``q_goal`` (`RANDOM_MATCHED_TO`);
+- ``best_of_n_<rm>``: the answer of the sample with the highest final reward;
+- ``weighted_<rm>``: votes weighted by sigmoid(final reward).
+"""
+
+from __future__ import annotations
+
+SETS = ("validation", "test")
+"""thresholds are chosen on validation questions and every number is reported on test questions"""
+
+PRUNING = {  # method -> (which reward model, which per-token signal)
+    "q_goal": ("goal", "q"),
+    "q_baseline": ("baseline", "q"),
+    "token_reward_goal": ("goal", "token_reward"),
+    "token_reward_baseline": ("baseline", "token_reward"),
+}
+RANDOM_MATCHED_TO = "q_goal"
+"""the pruning method whose budget random pruning spends"""
+
+REWARD_MODELS = ("goal", "baseline")
+"""the two reward models of every rm seed: the goal-conditioned one (`goal_rm`) and the baseline (`baseline_rm`)"""
+
+METHOD_ORDER = ["majority", "q_goal", "q_baseline", "token_reward_goal", "token_reward_baseline", "random",
+                "best_of_n_goal", "best_of_n_baseline", "weighted_goal", "weighted_baseline"]
+"""the order of methods in summaries and tables"""
