@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .data import check_tokenizer
+from .io import normal_permissions
 
 log = logging.getLogger(__name__)
 _ATTN_MESSAGE_SHOWN = False
@@ -220,6 +221,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_dir: str | 
         base = AutoModelForSequenceClassification.from_pretrained(base_dir, dtype=dtype, **kwargs)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(out_dir)
+    normal_permissions(out_dir)
     return Path(out_dir)
 
 

@@ -16,9 +16,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .io import normal_permissions
 from .losses import bradley_terry_loss, contrastive_loss, draw_positions, grm_regulariser, response_logps
 from .models import reward_forward
 from .params import ContrastiveParams, RewardModelSpec
@@ -29,6 +30,15 @@ GRM_LM_HEAD = "grm_lm_head"
 DRAW_STATE_FILE = "draw_generator_{rank}.pth"
 
 _log = logging.getLogger(__name__)
+
+class OpenPermissions(TrainerCallback):
+    """After every checkpoint save, give the files under the output folder the permissions `open()` would
+    (`io.normal_permissions`): transformers writes weights and optimizer state as private 0600 files."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            normal_permissions(args.output_dir)
+
 
 class RewardTrainer(Trainer):
     """A Trainer whose loss is (1 - a) * BT + lambda * goal-conditioned contrastive + a * GRM regulariser,
@@ -47,6 +57,7 @@ class RewardTrainer(Trainer):
     def __init__(self, *args, contrastive: ContrastiveParams, spec: RewardModelSpec | None = None,
                  reference=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.add_callback(OpenPermissions())
         self.contrastive = contrastive
         self.spec = spec or RewardModelSpec()
         self.contrastive_weight = float(self.spec.contrastive_weight)
@@ -59,6 +70,12 @@ class RewardTrainer(Trainer):
         self._window: dict[str, list[float]] = defaultdict(list)
         self._draw_generator: torch.Generator | None = None
         self._draw_generator_restored: dict | None = None  # a checkpoint's generator state, applied on first use
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Trainer's save, then the saved files made readable like the rest of the run folder (`OpenPermissions`)."""
+        super().save_model(output_dir, _internal_call)
+        if self.is_world_process_zero():
+            normal_permissions(output_dir or self.args.output_dir)
 
     def _unwrapped(self):
         m = self.model

@@ -18,9 +18,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArgumen
 
 from ..data import Encoded, LMCollator, encode, pad_ids
 from ..params import PolicyParams, WorldParams
-from ..io import atomic_write_json, to_jsonable
+from ..io import atomic_write_json, normal_permissions, to_jsonable
 from ..runs import cached, seed_everything
-from ..training import resume_checkpoint
+from ..training import OpenPermissions, resume_checkpoint
 from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus, noisy_solution
 from .problems import SPLITS, sample_problem
 from .tokenizer import build_tokenizer
@@ -122,10 +122,11 @@ def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: P
     loss = None if policy.verdict_loss_weight == 1.0 else VerdictWeightedLoss(tokenizer.eos_token_id,
                                                                               policy.verdict_loss_weight)
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=LMCollator(tokenizer.pad_token_id),
-                      compute_loss_func=loss)
+                      compute_loss_func=loss, callbacks=[OpenPermissions()])
     trainer.train(resume_from_checkpoint=resume_checkpoint(args.output_dir, args.save_only_model))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    normal_permissions(out_dir)
     atomic_write_json(out_dir / "training_log.json", to_jsonable(trainer.state.log_history))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return out_dir

@@ -177,3 +177,17 @@ def test_grm_loss_value_matches_hand_computation_on_first_step(tiny_policy_dir):
         r = reward_forward(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"]).rewards
         bt = -torch.nn.functional.logsigmoid(r[:B] - r[B:]).mean()
     assert loss.item() == pytest.approx((0.5 * bt + 0.5 * nll).item(), rel=1e-4)
+
+
+def test_saved_reward_model_files_have_normal_permissions(tiny_policy_dir, tmp_path):
+    """Trainer writes weights and checkpoints 0600; the kit leaves every file of a reward model as open() would."""
+    import stat
+
+    from gcrm_kit.io import _UMASK
+
+    from gcrm_kit import rm_training
+
+    world = _tiny_world(tiny_policy_dir)
+    out = rm_training.train_one_reward_model(_params(), world, RewardModelSpec("m", 0.5), 0, tmp_path / "rm")
+    modes = {f.relative_to(out): stat.S_IMODE(f.stat().st_mode) for f in out.rglob("*") if f.is_file()}
+    assert modes and all(m == 0o666 & ~_UMASK for m in modes.values()), modes
