@@ -87,6 +87,7 @@ class SteeringSetup:
 
     @property
     def seeds(self) -> list[int]:
+        """The rm seeds used (the same for every reward model)."""
         return [s for s, _ in next(iter(self.model_dirs.values()))]
 
     def load_policy(self):
