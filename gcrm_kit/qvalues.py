@@ -38,9 +38,10 @@ class Prototype:
     vector: torch.Tensor
     provenance: dict = field(default_factory=dict)
 
-    def save(self, model_dir: str | Path) -> Path:
-        """Save as <model_dir>/prototypes/<name>.pt with <name>.json beside it. Returns the .pt path."""
-        d = Path(model_dir) / PROTOTYPE_DIR
+    def save(self, model_dir: str | Path, folder: str = PROTOTYPE_DIR) -> Path:
+        """Save as <model_dir>/<folder>/<name>.pt with <name>.json beside it (`folder` "": in `model_dir` itself).
+        Returns the .pt path."""
+        d = Path(model_dir) / folder
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".{self.name}.pt.tmp"
         torch.save(self.vector.detach().cpu().float(), tmp)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ..device import DEVICES
 from ..real_data import ADAPTERS, HELPSTEER_ATTRIBUTES
 from ..toyworld.problems import SPLITS
 from .core import ParamsError
@@ -115,7 +117,8 @@ class SteeringParams:
     rm_params: str = "toy"
     """params of notebook 01 to find or train when rm_run is empty"""
     reward_models: list[str] = field(default_factory=lambda: ["goal_conditioned", "baseline"])
-    """reward models of the RM run that guide decoding (names from its reward_models)"""
+    """reward models of the RM run that guide decoding: names from its reward_models, or roles (`baseline`,
+    `goal_conditioned`, `grm`, `goal_conditioned_grm`: `rm_runs.ROLES`) that one of its models has"""
     rm_seeds: list[int] = field(default_factory=list)
     """which seeds of those reward models to use; empty: all of the RM run's seeds"""
     split: str = "id"
@@ -162,7 +165,8 @@ class SteeringParams:
     """whole sequences per batch when sampling the baselines and reading responses with a reward model
     (prototypes, scoring, diagnostics, the proxy judge); 0: the toy defaults (256 sampled, 128 or 256 read)"""
     device: str = "auto"
-    """`auto` (CUDA when available), `cpu` or `cuda`"""
+    """`auto` (the first GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:<index>`
+    (`gcrm_kit.device.resolve_device`)"""
 
     @property
     def params_stem(self) -> str:
@@ -196,8 +200,8 @@ class SteeringParams:
             raise ParamsError("beam.temperature and beam.beam_temperature must be >= 0, beam_temperature_decay > 0")
         if self.n_prompts < 1 or self.prototype_examples < 2 or self.best_of_n < 0 or self.batch_size < 1:
             raise ParamsError("n_prompts >= 1, prototype_examples >= 2, best_of_n >= 0 and batch_size >= 1 needed")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ParamsError(f"device: expected auto, cpu or cuda, got {self.device!r}")
+        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ParamsError(f"device: expected one of {list(DEVICES)} or cuda:<index>, got {self.device!r}")
         if self.sequence_batch_size < 0:
             raise ParamsError("sequence_batch_size must be >= 0 (0: the toy defaults)")
         if self.judge_reward_model and self.judge_reward_model not in self.reward_models:

@@ -28,7 +28,7 @@ import torch
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rm-run", required=True, help="a finished 01_rm_training run folder")
-    ap.add_argument("--reward-model", default="goal_conditioned")
+    ap.add_argument("--reward-model", default="goal_conditioned", help="a reward model of the run: name or role")
     ap.add_argument("--seed-of-rm", type=int, default=0)
     ap.add_argument("--n-prompts", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
@@ -52,9 +52,10 @@ def main(argv=None) -> int:
 
     setup = S.prepare(p, _Scratch(Path("."), p.notebook, p))
     policy, tok = setup.load_policy()
-    model, rtok = setup.load_reward_model(args.reward_model, args.seed_of_rm)
-    goal = S.goal_terms(p, S.build_prototypes(p, setup, model, rtok, args.reward_model, args.seed_of_rm))["correct"]
-    settings = S.beam_settings(p)
+    name = setup.reward_models[0]  # the model `--reward-model` (a name or a role) selected
+    model, rtok = setup.load_reward_model(name, args.seed_of_rm)
+    goal = S.goal_terms(p, S.build_prototypes(p, setup, model, rtok, name, args.seed_of_rm))["correct"]
+    settings = p.beam
     prompts, suppress = setup.prompts, list(MARK_CHARS)
     max_new = settings.max_steps * settings.max_step_tokens
     cuda = setup.device.type == "cuda"
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     for name, r in results.items():
         r["seconds_vs_plain"] = r["seconds_median"] / base
     out = {"n_prompts": len(prompts), "repeats": args.repeats, "best_of_n": n, "device": str(setup.device),
-           "torch_threads": torch.get_num_threads(), "reward_model": f"{args.reward_model}_seed{args.seed_of_rm}",
+           "torch_threads": torch.get_num_threads(), "reward_model": f"{name}_seed{args.seed_of_rm}",
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "methods": results}
     print(json.dumps(out, indent=2))
     if args.out:

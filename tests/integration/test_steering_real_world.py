@@ -5,7 +5,7 @@ HelpSteer-format files (`helpsteer` adapter): prompts from the validation file, 
 high or low in the train file, steps ending at the first line, the `rm_proxy` judge. Nothing is loaded from a hub.
 
 The helpers at the top build that world; tests/notebooks/test_notebooks.py reuses them for the headless notebook
-run."""
+run. Here the notebook's steps are called in its order (`run_in_notebook_order`), without a kernel."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def check_real_steering_run(metrics: dict, run: Path) -> None:
     assert cache["rm_tokens_cached"] < cache["rm_tokens_full"]
     labels = metrics["prototype_labels"]
     for name in rms:
-        d = run / "prototypes" / f"{name}_seed{metrics['seeds'][0]}" / "prototypes"
+        d = run / "prototypes" / f"{name}_seed{metrics['seeds'][0]}"
         for proto in params["prototypes"]:
             prov = json.loads((d / f"{proto['name']}.json").read_text())
             assert prov["count"] == labels[proto["name"]]["count"] > 0
@@ -171,14 +171,40 @@ def check_real_steering_run(metrics: dict, run: Path) -> None:
         assert (run / "figures" / f"{fig}.html").is_file()
 
 
-def test_real_data_steering_end_to_end(world, tmp_path):
+def run_in_notebook_order(p) -> Path:
+    """Notebook 04's cells as library calls, in the notebook's order (its start cell, section 1's labels, overview,
+    prototypes and diagnostics of the first reward model, section 2's worked example, section 3's cache check,
+    section 4's comparison, metrics, figures and tables). Returns the run folder."""
     from gcrm_kit import steering as S
+    from gcrm_kit.runs import start_run
+
+    run = start_run(p)
+    setup = S.prepare(p, run)
+    labels = S.label_table(p, setup)
+    S.attribute_overview(p, setup, labels)
+    name, rm_seed = setup.reward_models[0], setup.seeds[0]
+    model, rm_tokenizer = setup.load_reward_model(name, rm_seed)
+    goals = S.goal_terms(p, S.build_prototypes(p, setup, model, rm_tokenizer, name, rm_seed, labels=labels))
+    S.diagnostics_table({f"{name}_seed{rm_seed}": S.prototype_diagnostics(p, setup, model, rm_tokenizer, goals)})
+    del model
+    S.worked_example(p, setup, prompt_index=0)
+    cache_check = S.check_cache(p, setup)
+    result = S.compare_methods(p, run, setup)
+    result.cache_check = cache_check
+    S.write_metrics(p, run, setup, result, S.label_counts(p, setup, labels))
+    S.save_figures(run, result, [t.aim for t in p.targets])
+    S.results_table(result, S.reported_attributes(p, result))
+    S.gains_table(result)
+    S.diagnostics_table(result.diagnostics)
+    return run.dir
+
+
+def test_real_data_steering_end_to_end(world, tmp_path):
     from gcrm_kit.params import SteeringParams, from_dict
 
     raw = steering_params(world, tmp_path)
     p = from_dict(SteeringParams, raw)
-    result = S.steer(p)
-    run = result.run_dir
+    run = run_in_notebook_order(p)
     metrics = json.loads((run / "metrics.json").read_text())
     check_real_steering_run(metrics, run)
     setup = json.loads((run / "setup.json").read_text())

@@ -181,7 +181,7 @@ def _check_steering(metrics, run):
     assert len(metrics["gains"]) == 4 * len(rms) * len(targets)
     for name in rms:
         for proto in params["prototypes"]:
-            d = run / "prototypes" / f"{name}_seed{seeds[0]}" / "prototypes"
+            d = run / "prototypes" / f"{name}_seed{seeds[0]}"
             assert (d / f"{proto['name']}.pt").is_file() and (d / f"{proto['name']}.json").is_file()
     for fig in ("steering_rates", "steering_compute", "steering_gains"):
         assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()

@@ -11,7 +11,7 @@ import torch
 from gcrm_kit import steering as S
 from gcrm_kit.data import Encoded, pad_batch
 from gcrm_kit.models import reward_forward, reward_model_from_policy
-from gcrm_kit.params import ParamsError, SteeringParams, from_dict
+from gcrm_kit.params import BeamParams, ParamsError, SteeringParams, from_dict
 from gcrm_kit.qvalues import Prototype
 from gcrm_kit.toyworld import Problem
 from gcrm_kit.toyworld.attributes import prefix_error_free, score_attributes
@@ -77,7 +77,7 @@ def test_guided_decode_same_with_and_without_cache(policy, rm):
     proto = Prototype("g", torch.randn(model.config.hidden_size))
     goal = S.GoalTerm.from_prototypes("g", {"g": proto}, {"g": 1.0})
     prompts = ["1+2?", "3*4-1?", "7 plus 3 times 2?"]
-    settings = S.BeamSettings(beam_size=3, max_steps=4, max_step_tokens=6, confidence_ratio=1.0)
+    settings = BeamParams(beam_size=3, max_steps=4, max_step_tokens=6, confidence_ratio=1.0)
     a = S.guided_decode(pol, tok, prompts, settings, S.ContextScorer(model, True), goal, seed=3)
     b = S.guided_decode(pol, tok, prompts, settings, S.ContextScorer(model, False), goal, seed=3)
     assert [x.response for x in a] == [y.response for y in b]
@@ -169,7 +169,7 @@ def test_toy_attributes_and_prefix_values():
 def test_exact_oracle_steers_a_random_policy_no_worse(policy):
     pol, tok = policy
     prompts = ["1+2?", "3+1?"]
-    settings = S.BeamSettings(beam_size=2, max_steps=3, max_step_tokens=6, confidence_ratio=math.inf)
+    settings = BeamParams(beam_size=2, max_steps=3, max_step_tokens=6, confidence_ratio=math.inf)
     out = S.guided_decode(pol, tok, prompts, settings, S.ExactPrefixScorer(tok), S.exact_goal, seed=0)
     assert len(out) == 2 and all(o.rm_tokens == 0 for o in out)
 

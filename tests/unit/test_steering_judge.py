@@ -11,7 +11,7 @@ import torch
 
 from gcrm_kit import steering as S
 from gcrm_kit.data import PreferencePair, save_jsonl
-from gcrm_kit.params import SteeringParams, from_dict
+from gcrm_kit.params import BeamParams, SteeringParams, from_dict
 from gcrm_kit.runs import Run
 from gcrm_kit.toyworld import SPLITS, sample_problem
 
@@ -128,10 +128,10 @@ def test_every_example_is_judged_once_per_run(tmp_path, setup, counting_judge):
         assert r["policy_tokens_processed"] > r["policy_tokens"] > 0
     for e in result.summary:
         assert "policy_tokens_processed" in e
-    # the prototypes of every seed are saved (with provenance) under run/prototypes/<rm>_seed<k>/prototypes/
+    # the prototypes of every seed are saved (with provenance) in run/prototypes/<rm>_seed<k>/, no folder deeper
     for seed in setup.seeds:
-        d = run.dir / "prototypes" / f"m_seed{seed}" / "prototypes"
-        assert {x.name for x in d.iterdir()} >= {"even.pt", "even.json", "odd.pt", "long.pt"}
+        d = run.dir / "prototypes" / f"m_seed{seed}"
+        assert {x.name for x in d.iterdir()} == {"even.pt", "even.json", "odd.pt", "odd.json", "long.pt", "long.json"}
 
 
 def test_judge_must_score_the_aims(setup, counting_judge):
@@ -191,7 +191,7 @@ def test_policy_tokens_processed_one_step_by_hand(policy, monkeypatch):
     seen = _record_generate(monkeypatch, pol)
     prompt = "1+2?"
     n_prompt = 1 + len(tok(prompt, add_special_tokens=False)["input_ids"])  # BOS + prompt
-    settings = S.BeamSettings(beam_size=2, n_candidates=2, max_steps=1, max_step_tokens=5)
+    settings = BeamParams(beam_size=2, n_candidates=2, max_steps=1, max_step_tokens=5)
     d = S.guided_decode(pol, tok, [prompt], settings, seed=0)[0]
     # one live beam at the first step: it samples max(2, 2 * beam_size / 1) = 4 candidates, each re-encoding
     # BOS + prompt, so the prompt is processed 4 times beside the tokens sampled
@@ -204,7 +204,7 @@ def test_policy_tokens_processed_count_every_generate_call(policy, monkeypatch):
     pol, tok = policy
     seen = _record_generate(monkeypatch, pol)
     prompts = ["1+2?", "3*4-1?", "7 plus 3 times 2?"]
-    settings = S.BeamSettings(beam_size=3, n_candidates=2, max_steps=4, max_step_tokens=6)
+    settings = BeamParams(beam_size=3, n_candidates=2, max_steps=4, max_step_tokens=6)
     dec = S.guided_decode(pol, tok, prompts, settings, seed=1)
     assert seen["calls"] >= 2  # several steps, each re-encoding every live beam's prefix
     assert sum(d.policy_tokens_processed for d in dec) == seen["prefix_tokens"] + sum(d.policy_tokens for d in dec)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from gcrm_kit import steering as S
-from gcrm_kit.params import AttributePrototype, ParamsError, SteeringParams, from_dict, load_params
+from gcrm_kit.params import AttributePrototype, BeamParams, ParamsError, SteeringParams, from_dict, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 NEWLINE_TOKENS = ("\n\n", ".\n", "\n")
@@ -146,7 +146,7 @@ def test_sampled_steps_are_first_lines(policy):
         assert "\n" not in text.rstrip("\n")  # one line: newlines only at its end
     # the decoder uses the same steps: every candidate in its trace is one line
     trace = []
-    S.guided_decode(pol, tok, ["<|user|>\nHi.\n<|assistant|>\n"], S.BeamSettings(
+    S.guided_decode(pol, tok, ["<|user|>\nHi.\n<|assistant|>\n"], BeamParams(
         beam_size=2, max_steps=3, max_step_tokens=12, temperature=1.0, step_end="\n", step_end_match="contains"),
         seed=0, trace_prompts=(0,), trace=trace)
     assert trace and all("\n" not in c["step"].replace("</s>", "").rstrip("\n") for e in trace for c in e["candidates"])
@@ -234,6 +234,8 @@ def test_diagnostics_read_the_ratings(real_setup):
     table = S.diagnostics_table({"m_seed0": {"helpful": d}})
     assert table["aim"][0] == d["labels"]
     protos = S.build_prototypes(p, setup, model, tok, "m", 0, save_dir=setup.rm_run_dir / "saved")
+    assert sorted(x.name for x in (setup.rm_run_dir / "saved").iterdir()) == sorted(
+        f"{s['name']}.{ext}" for s in PROTOTYPES for ext in ("pt", "json"))  # in save_dir itself
     prov = protos["helpfulness_high"].provenance
     assert prov["data"] == "rated test rows" and prov["count"] == 5 and "ratings" in prov["judge"]
 

@@ -1,0 +1,113 @@
+"""Policy steps: which tokens end a step, and sampling the next step of many prefixes at once.
+
+A step ends at the step delimiter (the toy world's ';', or for free text any token containing a newline) or at the
+EOS that ends the solution; a step cut off at `max_step_tokens` is incomplete.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..data import pad_ids
+
+
+@dataclass
+class Step:
+    """One sampled step: its token ids (ending with the delimiter or the EOS when complete), the sum of their
+    log-probabilities under the policy, and whether the step ended the solution (EOS) or was cut off at
+    `max_step_tokens` (complete = False)."""
+
+    ids: list[int]
+    logprob: float
+    ends_solution: bool
+    complete: bool
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(1, len(self.ids))
+
+
+def step_stop_ids(tokenizer, step_end: str, match: str = "token") -> list[int]:
+    """Token ids that end a step: the EOS first, then the delimiters.
+
+    `match="token"`: the delimiter `step_end`, which must be one token (the toy world's ';'). `match="contains"`:
+    every token whose text contains `step_end` (for a newline in a BPE vocabulary: '\\n', '\\n\\n', '.\\n', ...;
+    a sample's first line then ends at whichever comes first). Special tokens never count as delimiters."""
+    if match == "token":
+        ids = tokenizer(step_end, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"step_end {step_end!r} is {len(ids)} tokens for this tokenizer; the decoder stops a "
+                             "step at one token (choose a delimiter that is a single token, e.g. a newline, or "
+                             "beam.step_end_match: contains)")
+        return [tokenizer.eos_token_id, ids[0]]
+    if match != "contains":
+        raise ValueError(f"unknown step_end_match {match!r}; expected 'token' or 'contains'")
+    if not step_end:
+        raise ValueError("step_end must not be empty")
+    try:
+        known = _CONTAINING.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: nothing is kept
+        known = {}
+    key = (step_end, len(tokenizer), tokenizer.eos_token_id)
+    if key not in known:  # decoding a 128k vocabulary takes a second or two: once per tokenizer
+        special = set(tokenizer.all_special_ids)
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+        ids = [i for i, t in enumerate(texts) if step_end in t and i not in special]
+        if not ids:
+            raise ValueError(f"no token of this tokenizer contains step_end {step_end!r}")
+        known[key] = [tokenizer.eos_token_id] + ids
+    return list(known[key])
+
+
+_CONTAINING: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""tokenizer -> {(step_end, vocabulary size, EOS id): stop ids} for `step_stop_ids(..., match="contains")`"""
+
+
+def step_end_ids(tokenizer, step_end: str, match: str = "token") -> list[int]:
+    """The delimiter ids of `step_stop_ids` (without the EOS): where a step ends inside a response."""
+    eos = tokenizer.eos_token_id
+    return [i for i in step_stop_ids(tokenizer, step_end, match)[1:] if i != eos]
+
+
+@torch.no_grad()
+def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int], temperature: float,
+                 max_step_tokens: int, step_end: str = ";", suppress_ids: list[int] | None = None,
+                 stop_ids: list[int] | None = None) -> list[Step]:
+    """Sample `n` next steps for each prefix (token ids, BOS + prompt + steps so far) with HF `generate`; `n` may
+    be a list (one count per prefix). `stop_ids` (EOS first, then the delimiters; default
+    `step_stop_ids(tokenizer, step_end)`) end a step.
+
+    Generation of a row stops at the step delimiter or the EOS (both passed as end tokens, so finished rows are
+    padded while the others go on). Returns the steps of prefix 0, then those of prefix 1, and so on. The
+    log-probabilities are those of the policy itself (raw logits, temperature 1), not of the sampling
+    distribution: the length-normalised probability in the step score is the model's."""
+    policy.eval()
+    stops = list(stop_ids) if stop_ids is not None else step_stop_ids(tokenizer, step_end)
+    stop_set = set(stops)
+    counts = [n] * len(prefixes) if isinstance(n, int) else list(n)
+    prefixes = [p for p, k in zip(prefixes, counts) for _ in range(k)]
+    ids, att = pad_ids(prefixes, tokenizer.pad_token_id, side="left")
+    kw = dict(max_new_tokens=max_step_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
+              suppress_tokens=suppress_ids or None, output_logits=True,
+              return_dict_in_generate=True)
+    if temperature > 0:
+        kw.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+    else:
+        kw.update(do_sample=False)
+    dev = policy.device
+    out = policy.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), **kw)
+    gen = out.sequences[:, ids.shape[1]:].cpu()
+    logp = torch.stack([F.log_softmax(lg.float(), -1) for lg in out.logits], 1).cpu()  # (B*n, S, V)
+    tok_logp = logp.gather(-1, gen[:, :logp.shape[1]].unsqueeze(-1)).squeeze(-1)
+    steps = []
+    for row, lp in zip(gen.tolist(), tok_logp):
+        cut = next((k for k, t in enumerate(row) if t in stop_set), None)
+        n_tok = len(row) if cut is None else cut + 1
+        toks = row[:n_tok]
+        steps.append(Step(toks, float(lp[:n_tok].sum()), cut is not None and toks[-1] == tokenizer.eos_token_id,
+                          cut is not None))
+    return steps
