@@ -1,4 +1,5 @@
-"""Metrics: AUROC for correctness (scikit-learn), pairwise accuracy, aggregation over seeds."""
+"""Metrics: AUROC for correctness (scikit-learn; row-wise and bootstrapped for many resamples at once), pairwise
+accuracy, aggregation over seeds, NaN-aware means and stds over seeds."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 
@@ -102,3 +104,51 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> dict:
         return {"t": float("nan"), "p": float("nan")}
     r = stats.ttest_rel(a, b)
     return {"t": float(r.statistic), "p": float(r.pvalue)}
+
+
+def nanmean0(arrays) -> np.ndarray:
+    """Mean over the first axis ignoring NaNs; NaN (without a warning) where every entry is NaN."""
+    a = np.asarray(arrays, dtype=float)
+    n = (~np.isnan(a)).sum(0)
+    return np.where(n > 0, np.nansum(a, 0) / np.maximum(n, 1), np.nan)
+
+
+def nanstd0(arrays) -> np.ndarray:
+    """Sample std (ddof 1) over the first axis ignoring NaNs: 0 for a single value, NaN for none."""
+    a = np.asarray(arrays, dtype=float)
+    n = (~np.isnan(a)).sum(0)
+    dev = np.where(np.isnan(a), 0.0, a - nanmean0(a))
+    var = (dev ** 2).sum(0) / np.maximum(n - 1, 1)
+    return np.where(n > 0, np.sqrt(var), np.nan)
+
+
+def auroc_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AUROC of each row of `scores` (..., N) for boolean `labels` (..., N), ties counted half (the Mann-Whitney
+    form of the area, which equals scikit-learn's roc_auc_score). NaN where a row has one class only.
+
+    Vectorised over rows so that thousands of bootstrap resamples cost one call."""
+    labels = labels.astype(bool)
+    ranks = stats.rankdata(scores, axis=-1)
+    n1 = labels.sum(-1)
+    n0 = labels.shape[-1] - n1
+    u = (ranks * labels).sum(-1) - n1 * (n1 + 1) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
+
+
+def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_bootstrap: int, seed: int, chunk: int = 100
+                    ) -> np.ndarray:
+    """Bootstrap AUROC of the seed mean: scores (S, F, N) of S reward-model seeds at F fractions over N samples.
+
+    Each resample draws N samples with replacement, the same samples for every seed and fraction, and averages
+    the S AUROCs. Returns (n_bootstrap, F)."""
+    S, F, N = scores.shape
+    rng = np.random.default_rng([seed, 22])
+    out = []
+    for start in range(0, n_bootstrap, chunk):
+        b = min(chunk, n_bootstrap - start)
+        idx = rng.integers(0, N, size=(b, N))
+        sc = scores[:, :, idx]  # (S, F, b, N)
+        lab = np.broadcast_to(labels[idx], sc.shape)
+        out.append(nanmean0(auroc_rows(sc, lab)).T)  # (b, F)
+    return np.concatenate(out)

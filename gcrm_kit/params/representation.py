@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -54,7 +55,8 @@ class RepresentationParams:
     rm_params: str = "toy"
     """the notebook-01 params name used when rm_run is empty"""
     reward_models: list[str] = field(default_factory=list)
-    """names of the reward models to analyse; empty: all of the run's"""
+    """the reward models to analyse, each a name or a role (baseline, goal_conditioned, grm,
+    goal_conditioned_grm; see `gcrm_kit.rm_runs.ROLES`); empty: all of the run's"""
     rm_seeds: list[int] = field(default_factory=list)
     """reward-model seeds to analyse; empty: all of the run's"""
     prototypes: list[PrototypeSpec] = field(default_factory=lambda: [
@@ -81,6 +83,9 @@ class RepresentationParams:
     projection: ProjectionParams = field(default_factory=ProjectionParams)
     batch_size: int = 128
     """sequences per forward pass"""
+    device: str = "auto"
+    """where the reward models run: `auto` (the first GPU when there is one, else the CPU), `cpu`, `cuda` or
+    `cuda:<i>` (`gcrm_kit.device.resolve_device`)"""
 
     @property
     def params_stem(self) -> str:
@@ -109,3 +114,5 @@ class RepresentationParams:
             raise ParamsError("n_examples must be >= 0; projection.n_sequences and batch_size >= 1")
         if self.projection.perplexity <= 0:
             raise ParamsError("projection.perplexity must be > 0")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ParamsError(f"device: expected auto, cpu, cuda or cuda:<index>, got {self.device!r}")

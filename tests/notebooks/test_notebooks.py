@@ -9,6 +9,7 @@ import nbformat
 import papermill as pm
 import pytest
 
+from gcrm_kit.device import resolve_device
 from gcrm_kit.params import NOTEBOOK_PARAMS, parameters_cell_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,8 @@ def _check_representation(metrics, run):
 
     inputs = metrics["inputs"]
     assert inputs["n_samples"] > 0 and set(inputs["model_dirs"]) >= {"baseline", "goal_conditioned"}
+    assert inputs["roles"]["baseline"] == "baseline" and inputs["roles"]["goal_conditioned"] == "goal_conditioned"
+    assert metrics["device"] == str(resolve_device("auto"))  # where the reward models ran: the device rule's choice
     assert set(metrics["partial_auroc"]) == set(inputs["model_dirs"])
     for rm, by in metrics["partial_auroc"].items():
         assert set(by) >= {"correct", "incorrect", "correct_mean", "correct_random", "head"}
