@@ -1,8 +1,9 @@
 """GPU check (not collected by pytest): reward-model training steps of real sizes, the way the kit trains them.
 
 On a machine with a GPU (made for one NVIDIA H200, about 139 GiB; every job's time box is cut to what is left of
-`--budget-s`, 450 s, so a run ends within about 8 minutes), from the repository root, with torch, transformers, peft, bitsandbytes and deepspeed installed as pyproject.toml pins them (flash-attn when
-it builds); nothing is downloaded, so no network is needed. `--out DIR` puts the results where they will be kept:
+`--budget-s`, 450 s, so a run ends within about 8 minutes), from the repository root, with torch, transformers,
+peft, bitsandbytes and deepspeed installed as pyproject.toml pins them (flash-attn when it builds); nothing is
+downloaded, so no network is needed. `--out DIR` puts the results where they will be kept:
 
     make gpu-check                                        # = python tests/benchmarks/gpu_check.py
     python tests/benchmarks/gpu_check.py                  # sizes 1b,8b; modes full,lora,qlora,zero3
