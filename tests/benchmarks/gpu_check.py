@@ -88,7 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=0, help="pairs per process and step (default: the size's)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s per device for MFU")
     ap.add_argument("--out", default="", help="results folder (default: outputs/gpu_check/<UTC time>)")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="seconds for the whole run: time boxes are cut to what is left, and no job starts with under "
+    ap.add_argument("--budget-s", type=float, default=450.0,
+                    help="seconds for the whole run: time boxes are cut to what is left, and no job starts with under "
                          f"{MIN_BOX} s left")
     ap.add_argument("--config-timeout", type=float, default=0.0, help="seconds per configuration (default: by size)")
     ap.add_argument("--isolate", default="auto", choices=["auto", "yes", "no"],
@@ -143,8 +144,9 @@ def run_job(job: dict, isolate: bool, processes: int, timeout: float, log_file: 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(job_file)]
     if processes > 1:  # the launcher `gcrm_kit.launch` uses for torchrun
         cmd[1:1] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    path = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]  # this checkout's kit
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
+           "PYTHONPATH": os.pathsep.join(path)}
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     if processes == 1 and job["device"] == "cuda":  # else the Trainer spreads one process over every GPU it sees
         env["CUDA_VISIBLE_DEVICES"] = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
@@ -186,7 +188,8 @@ def summary_table(configs: list[dict]) -> str:
         s = c.get("sanity") or {}
         losses = [x for x in c.get("losses") or [] if x is not None]
         loss = f" ({losses[0]:.3g}->{losses[-1]:.3g})" if losses else ""
-        rows.append([c["name"], c["status"], str(c.get("attn_implementation") or "-"), _fmt(c.get("tokens_per_s"), ",.0f"),
+        rows.append([c["name"], c["status"], str(c.get("attn_implementation") or "-"),
+                     _fmt(c.get("tokens_per_s"), ",.0f"),
                      _fmt(c.get("step_time_s"), ".3f"), _fmt(c.get("mfu"), ".1f", 100),
                      _fmt(c.get("peak_memory_gib"), ".3g"), _fmt(c.get("estimate_gib"), ".3g"),
                      _fmt(c.get("memory_vs_estimate"), ".2f"), ("ok" if s.get("ok") else "FAIL" if s else "-") + loss])

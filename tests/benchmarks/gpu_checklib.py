@@ -234,8 +234,9 @@ def run_config(job: dict) -> dict:
         # hard time limit applies to them
         clock = StepClock(total_steps, deadline if world == 1 else math.inf,
                           torch.cuda.synchronize if cuda else (lambda: None))
-        trainer = RewardTrainer(model=model, args=args, train_dataset=pairs, data_collator=PairCollator(tok.pad_token_id),
-                                contrastive=p.contrastive, spec=spec, callbacks=[clock])
+        trainer = RewardTrainer(model=model, args=args, train_dataset=pairs,
+                                data_collator=PairCollator(tok.pad_token_id), contrastive=p.contrastive, spec=spec,
+                                callbacks=[clock])
         trainer.train()
         logs = [h for h in trainer.state.log_history if "loss" in h]  # one per step (the summary has train_loss)
         losses = [float(h["loss"]) for h in logs]
