@@ -89,7 +89,8 @@ def test_zero3_over_two_cpu_processes(gc, tmp_path):
     pytest.importorskip("deepspeed")
     # generous time: DeepSpeed builds its CPU communication op on first use (minutes on a small machine)
     rc = gc.main(["--device", "cpu", "--sizes", "tiny", "--modes", "zero3", "--steps", "2", "--warmup", "1",
-                  "--peak-tflops", "0.5", "--budget-s", "1200", "--config-timeout", "900", "--out", str(tmp_path / "out")])
+                  "--peak-tflops", "0.5", "--budget-s", "1200", "--config-timeout", "900",
+                  "--out", str(tmp_path / "out")])
     (c,) = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["configs"]
     assert rc == 0 and c["status"] == "ok" and c["world"] == 2 and c["sanity"]["ok"]
     assert c["n_trainable"] == TINY_PARAMS  # counted from ZeRO-3's partitioned parameters' full sizes
