@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PARAMS ?= toy
 
-.PHONY: setup toy test test-fast test-distributed bench lab check clean-venv
+.PHONY: setup toy test test-fast test-distributed bench gpu-check lab check clean-venv
 
 # Install the kit with its notebook, test and scale extras. torch is pinned (pyproject.toml) and installed first so
 # a CPU machine takes its CPU build instead of the CUDA wheels. deepspeed is built from source against that torch
@@ -43,6 +43,10 @@ BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python tests/benchmarks/bench_suite.py $(if $(RM_RUN),--rm-run $(RM_RUN)) $(BENCH_ARGS)
+
+# ~1B and ~8B reward-model steps on a GPU, MFU and memory (tests/benchmarks/gpu_check.py); GPU_CHECK_ARGS: options
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) tests/benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 # Validate every params file.
 check: setup
