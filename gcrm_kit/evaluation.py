@@ -87,19 +87,25 @@ def within_group_auroc(scores: Sequence[float], labels: Sequence[bool], groups: 
 def welch_ttest(a: Sequence[float], b: Sequence[float]) -> dict:
     """Welch's t-test (scipy ttest_ind, unequal variances) of two samples: {"t", "p"}, NaN for both when either
     sample has fewer than 2 values."""
-    from scipy import stats
+    return _ttest_ind(a, b, equal_var=False)
 
+
+def student_ttest(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Student's t-test (scipy ttest_ind with equal variances, its default) of two samples: {"t", "p"}, NaN for
+    both when either sample has fewer than 2 values."""
+    return _ttest_ind(a, b, equal_var=True)
+
+
+def _ttest_ind(a: Sequence[float], b: Sequence[float], equal_var: bool) -> dict:
     if len(a) < 2 or len(b) < 2:
         return {"t": float("nan"), "p": float("nan")}
-    r = stats.ttest_ind(a, b, equal_var=False)
+    r = stats.ttest_ind(a, b, equal_var=equal_var)
     return {"t": float(r.statistic), "p": float(r.pvalue)}
 
 
 def paired_ttest(a: Sequence[float], b: Sequence[float]) -> dict:
     """Paired t-test (scipy ttest_rel) of two equal-length samples, e.g. per-question credit of a filtered and the
     unfiltered vote: {"t", "p"}, NaN for both when the two never differ (np.allclose)."""
-    from scipy import stats
-
     if np.allclose(a, b):
         return {"t": float("nan"), "p": float("nan")}
     r = stats.ttest_rel(a, b)

@@ -65,14 +65,23 @@ def evaluate_pruning(ss: SampleSet, prune_at: np.ndarray, tie_break: str, all_pr
 
 def pruning_statistics(ss: SampleSet, prune_at: np.ndarray) -> dict:
     """The paper's statistics of one pruning decision: proportion of correct samples among the kept ones vs all
-    of them, with Welch's t-test (scipy) as the paper compares them, and kept vs pruned (disjoint groups, the
-    cleaner test)."""
+    of them, and kept vs pruned.
+
+    `ttest_kept_vs_all` is the released evaluation's test (its metrics.py): Student's t-test (equal variances,
+    scipy's `ttest_ind` default) of the per-question share correct among kept samples against the per-question
+    share correct among all samples; a question whose samples are all pruned counts with all of them, as the
+    released code falls back to the unfiltered set there. `ttest_kept_vs_pruned` compares disjoint groups of
+    samples (Welch's t-test), the cleaner test."""
     kept = prune_at < 0
     c = ss.correct.astype(float)
+    questions = np.unique(ss.question)
+    share_all = np.array([c[ss.question == q].mean() for q in questions])
+    share_kept = np.array([c[(ss.question == q) & kept].mean() if (kept & (ss.question == q)).any()
+                           else c[ss.question == q].mean() for q in questions])
     return {"correct_kept": float(c[kept].mean()) if kept.any() else float("nan"),
             "correct_all": float(c.mean()),
             "correct_pruned": float(c[~kept].mean()) if (~kept).any() else float("nan"),
-            "ttest_kept_vs_all": evaluation.welch_ttest(c[kept], c),
+            "ttest_kept_vs_all": evaluation.student_ttest(share_kept, share_all),
             "ttest_kept_vs_pruned": evaluation.welch_ttest(c[kept], c[~kept])}
 
 

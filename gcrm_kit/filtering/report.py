@@ -110,7 +110,8 @@ def results_table(rows: list[dict], online: list[dict] | None = None):
 
 def statistics_table(rows: list[dict]):
     """The paper's statistics per (method, rm seed): share pruned, share of tokens saved, proportion correct
-    among kept vs all samples with Welch's t-test, and the paired test of the vote accuracy (DataFrame)."""
+    among kept vs all samples with the released evaluation's Student's t-test over per-question shares, and the
+    paired test of the vote accuracy (DataFrame)."""
     out = []
     for r in rows:
         if "correct_kept" not in r:

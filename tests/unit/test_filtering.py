@@ -160,8 +160,8 @@ def test_pruning_statistics_match_scipy(two_questions):
     c = ss.correct.astype(float)
     kept = prune < 0
     assert st["correct_kept"] == c[kept].mean() and st["correct_all"] == c.mean()
-    ref = stats.ttest_ind(c[kept], c, equal_var=False)
-    assert math.isclose(st["ttest_kept_vs_all"]["p"], ref.pvalue)
+    ref = stats.ttest_ind(c[kept], c[~kept], equal_var=False)  # disjoint groups: Welch's
+    assert math.isclose(st["ttest_kept_vs_pruned"]["p"], ref.pvalue)
 
 
 def test_split_generations_by_question(tokenizer):
@@ -354,3 +354,22 @@ def test_summary_over_rm_seeds_per_method():
     assert q["online_share_tokens_saved"]["mean"] == pytest.approx(0.2) and q["online_seconds"]["std"] == 0.0
     assert list(q)[:6] == ["method", "n_seeds", "accuracy", "accuracy_unfiltered", "share_pruned", "share_tokens_saved"]
     assert not any(k.startswith("online_") for k in out[0])  # majority has no online run
+
+
+def test_the_papers_kept_vs_all_test_is_students_over_per_question_shares():
+    """The released metrics.py runs scipy's ttest_ind (equal variances) on per-question shares correct among the
+    kept samples and among all; a question with every sample pruned counts with all of them."""
+    from scipy import stats
+
+    from gcrm_kit.filtering.pruning import pruning_statistics
+
+    class Set:  # the two arrays pruning_statistics reads
+        correct = np.array([1, 0, 1, 1, 0, 0, 1, 0, 1], dtype=bool)
+        question = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+
+    prune_at = np.array([-1, 3, -1, -1, 2, -1, 4, 5, 6])  # question 2: every sample pruned
+    kept_share = [1.0, 0.5, 2 / 3]
+    all_share = [2 / 3, 1 / 3, 2 / 3]
+    want = stats.ttest_ind(kept_share, all_share)
+    got = pruning_statistics(Set(), prune_at)["ttest_kept_vs_all"]
+    assert np.isclose(got["p"], want.pvalue) and np.isclose(got["t"], want.statistic)
