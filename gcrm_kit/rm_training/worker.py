@@ -29,6 +29,7 @@ JOBS = {"fit_reward_model": fit_reward_model_job}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the job file named in `argv` (default: the command line); 0 after success, an exception otherwise."""
     return run_job(JOBS, argv, prog="python -m gcrm_kit.rm_training.worker")
 
 
