@@ -158,3 +158,49 @@ def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_bootstrap: int, se
         lab = np.broadcast_to(labels[idx], sc.shape)
         out.append(nanmean0(auroc_rows(sc, lab)).T)  # (b, F)
     return np.concatenate(out)
+
+
+def pairwise_p_above_chance(accuracy: float | None, n_pairs: int) -> float | None:
+    """One-sided binomial p-value of a held-out pairwise accuracy against chance (0.5) over `n_pairs` pairs; None
+    without held-out pairs. A reward model that stays near chance learned nothing its mean over seeds should hide."""
+    if accuracy is None or not n_pairs:
+        return None
+    from scipy.stats import binomtest
+
+    return float(binomtest(int(round(accuracy * n_pairs)), n_pairs, 0.5, alternative="greater").pvalue)
+
+
+# Best-of-n accuracy, exact rather than simulated: among N samples of a question ranked by reward, the best of a
+# uniformly drawn n-subset is the sample of rank r (0 = highest) with probability C(N-1-r, n-1) / C(N, n). Samples
+# with equal rewards share their mean correctness (a random tie-break). The oracle picks a right sample whenever
+# one of the n is right: 1 - C(N-c, n) / C(N, n) with c right samples.
+
+
+def rank_weights(N: int, n: int) -> np.ndarray:
+    """(N,) probability that the sample of rank r (0 = highest reward) is the best of a uniform n-subset of N."""
+    if not 1 <= n <= N:
+        raise ValueError(f"n = {n} must be between 1 and the {N} samples per question")
+    return np.array([math.comb(N - 1 - r, n - 1) for r in range(N)], dtype=float) / math.comb(N, n)
+
+
+def best_of_n_accuracy(rewards: np.ndarray, correct: np.ndarray, ns: list[int]) -> np.ndarray:
+    """Expected share of questions whose best-of-n pick by `rewards` is right, for each n in `ns`.
+    rewards, correct: (Q, N) arrays (N samples per question). Returns (len(ns),)."""
+    rewards, correct = np.asarray(rewards, dtype=float), np.asarray(correct, dtype=float)
+    Q, N = rewards.shape
+    ranked = np.empty_like(correct)
+    for q in range(Q):
+        order = np.argsort(-rewards[q], kind="stable")
+        r, c = rewards[q][order], correct[q][order]
+        # tied rewards: each tied sample stands for the group's mean correctness
+        _, group, counts = np.unique(r, return_inverse=True, return_counts=True)
+        ranked[q] = np.bincount(group, weights=c)[group] / counts[group]
+    return np.array([float((ranked @ rank_weights(N, n)).mean()) for n in ns])
+
+
+def oracle_accuracy(correct: np.ndarray, ns: list[int]) -> np.ndarray:
+    """Expected share of questions with at least one right sample among a uniform n-subset, for each n."""
+    correct = np.asarray(correct, dtype=bool)
+    Q, N = correct.shape
+    c = correct.sum(1)
+    return np.array([float(np.mean([1.0 - math.comb(N - k, n) / math.comb(N, n) for k in c])) for n in ns])

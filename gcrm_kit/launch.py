@@ -1,11 +1,11 @@
 """Run a stage in-process, or through the DeepSpeed / torchrun launcher when params ask for more than one process.
 
-A launched stage is described by a small JSON job file (which stage, where its inputs and outputs are; the
-science parameters are read back from the run folder's ``params.resolved.yaml``). The launcher starts
-``python -m gcrm_kit.stages <job.json>`` once per process; its output, progress bars included, is streamed into
-the caller (the notebook) as it comes and kept in a log file beside the job. The caller then goes on with the
-artifacts the stage saved. A failed launch raises `LaunchError` with the log's last lines; launching the same
-job again resumes from the stage's last checkpoint.
+A launched stage is described by a small JSON job file (the worker module to run, which of its jobs, where its
+inputs and outputs are; the science parameters are read back from the params file it names). The launcher starts
+``python -m <module> <job.json>`` once per process (notebook 01: ``gcrm_kit.rm_training.worker``); its output,
+progress bars included, is streamed into the caller (the notebook) as it comes and kept in a log file beside the
+job. The caller then goes on with the artifacts the stage saved. A failed launch raises `LaunchError` with the
+log's last lines; launching the same job again resumes from the stage's last checkpoint.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .io import project_root
-from .io import atomic_write_json
+from .io import atomic_write_json, project_root
 
 DEEPSPEED_CONFIG_DIR = Path("params") / "deepspeed"
 
@@ -65,9 +64,9 @@ def visible_gpu_ids(visible: str | None = None) -> list[int] | None:
     return [int(x) for x in ids]
 
 
-def launch_command(launcher: str, n_processes: int, job_file: Path, port: int,
+def launch_command(launcher: str, n_processes: int, module: str, job_file: Path, port: int,
                    visible_devices: str | None = None) -> list[str]:
-    """The command line that runs ``gcrm_kit.stages`` on `job_file` in `n_processes` processes on this node.
+    """The command line that runs ``python -m <module> <job_file>`` in `n_processes` processes on this node.
 
     The deepspeed launcher drops CUDA_VISIBLE_DEVICES (`visible_devices`, default this process's) when given
     --num_gpus and would start on GPUs 0..n-1 whatever the job was given; when it is set, the GPUs are passed as
@@ -75,7 +74,7 @@ def launch_command(launcher: str, n_processes: int, job_file: Path, port: int,
     variable out of the launcher's environment so its ids are read as the machine's."""
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_processes}",
-                "-m", "gcrm_kit.stages", str(job_file)]
+                "-m", module, str(job_file)]
     if launcher == "deepspeed":
         ids = visible_gpu_ids(visible_devices)
         if ids is None:
@@ -87,14 +86,15 @@ def launch_command(launcher: str, n_processes: int, job_file: Path, port: int,
         else:
             gpus = "--include=localhost:" + ",".join(map(str, ids))
         return [sys.executable, "-m", "deepspeed.launcher.runner", gpus,
-                f"--master_port={port}", "--no_local_rank", "--module", "gcrm_kit.stages", str(job_file)]
+                f"--master_port={port}", "--no_local_rank", "--module", module, str(job_file)]
     raise ValueError(f"unknown launcher {launcher!r}; expected 'torchrun' or 'deepspeed'")
 
 
-def write_job(job_file: Path, stage: str, **fields) -> Path:
-    """Write the job description a launched stage reads: {"stage": ..., **fields} (paths as strings)."""
-    return atomic_write_json(job_file, {"stage": stage, **{k: str(v) if isinstance(v, Path) else v
-                                                           for k, v in fields.items()}})
+def write_job(job_file: Path, module: str, stage: str, **fields) -> Path:
+    """Write the job description a launched stage reads: {"module": the worker module every process runs with
+    ``python -m``, "stage": which of its jobs, **fields} (paths as strings)."""
+    return atomic_write_json(job_file, {"module": module, "stage": stage,
+                                        **{k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}})
 
 
 def failure_excerpt(output: str, n_lines: int = 25) -> str:
@@ -118,7 +118,11 @@ def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", l
     job_file = Path(job_file).resolve()
     log_file = Path(log_file) if log_file else job_file.with_suffix(".log")
     stream = stream or sys.stdout
-    cmd = launch_command(launcher, n_processes, job_file, free_port())
+    job = json.loads(job_file.read_text())
+    if not job.get("module"):
+        raise LaunchError(f"{job_file}: no 'module' key (the worker module each process runs with python -m); "
+                          "write the job with launch.write_job")
+    cmd = launch_command(launcher, n_processes, job["module"], job_file, free_port())
     env = os.environ.copy()
     if launcher == "deepspeed" and visible_gpu_ids() is not None:
         env.pop("CUDA_VISIBLE_DEVICES")  # the GPUs are in --include, as machine ids (see launch_command)
@@ -129,7 +133,7 @@ def run_launched(job_file: Path, n_processes: int, launcher: str = "torchrun", l
     env["PYTHONUNBUFFERED"] = "1"
     # DeepSpeed's collectives call torch.distributed functions that warn on every step; keep the log readable
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
-    print(f"[gcrm] launching {json.loads(job_file.read_text())['stage']} on {n_processes} processes with "
+    print(f"[gcrm] launching {job['stage']} on {n_processes} processes with "
           f"{launcher}; log: {log_file}", file=stream, flush=True)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail = ""

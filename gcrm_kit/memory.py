@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .launch import deepspeed_config_path
+
 GIB = 1024 ** 3
 
 
@@ -142,7 +144,6 @@ def _zero_config(name: str) -> dict:
     {} without DeepSpeed."""
     if not name:
         return {}
-    from .launch import deepspeed_config_path
 
     cfg = json.loads(deepspeed_config_path(name).read_text())
     return cfg.get("zero_optimization", {}) or {}

@@ -18,7 +18,7 @@ from tokenizers import processors
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from .data import check_tokenizer
+from .data import check_tokenizer, encode, pad_batch
 from .io import normal_permissions
 
 log = logging.getLogger(__name__)
@@ -324,8 +324,6 @@ def score(model, tokenizer, prompts: list[str], responses: list[str], batch_size
           desc: str = "scoring") -> torch.Tensor:
     """Rewards (N,) for (prompt, response) pairs, in the kit's format, batched."""
     from tqdm.auto import tqdm
-
-    from .data import encode, pad_batch
 
     model.eval()
     out = []

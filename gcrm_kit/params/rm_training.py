@@ -3,9 +3,11 @@ contrastive term, one reward model's objective, training and evaluation."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ..device import DEVICES
 from ..toyworld.problems import SPLITS
 from .core import ParamsError
 from .scale import DataParams, DistributedParams, LoraParams, ModelParams, QuantParams, validate_scale
@@ -121,6 +123,10 @@ class RMTrainingParams:
     run_dir: str = ""
     """an existing run folder of this notebook to work in (`gcrm run` prepares one; give an interrupted run's
     folder to resume it, same params); empty: a new run folder"""
+    device: str = "auto"
+    """where reward models are scored after training (checkpoint check, prototype, evaluation, best-of-n): auto
+    (the first GPU when there is one, else the CPU), cpu, cuda or cuda:<index> (gcrm_kit.device.resolve_device).
+    Training itself runs where transformers' Trainer puts it (a GPU when there is one)"""
     world: WorldParams = field(default_factory=WorldParams)
     policy: PolicyParams = field(default_factory=PolicyParams)
     pairs: PairsParams = field(default_factory=PairsParams)
@@ -147,7 +153,8 @@ class RMTrainingParams:
         return self.params_name
 
     def validate(self) -> None:
-
+        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ParamsError(f"device: expected one of {', '.join(DEVICES)} or cuda:<index>, got {self.device!r}")
         c = self.contrastive
         for key, (lo, hi) in (("contrastive.source_range", c.source_range), ("contrastive.goal_range", c.goal_range)):
             if not 0.0 <= lo <= hi <= 1.0:

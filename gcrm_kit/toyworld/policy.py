@@ -17,7 +17,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
 from ..data import Encoded, LMCollator, encode, pad_ids
-from ..params import PolicyParams, WorldParams
+from ..evaluation import auroc
+from ..params import PolicyParams, WorldParams, to_dict
 from ..io import atomic_write_json, normal_permissions, to_jsonable
 from ..runs import cached, seed_everything
 from ..training import OpenPermissions, resume_checkpoint
@@ -137,8 +138,6 @@ _ACCEPTANCE_FIELDS = ("min_verdict_auroc", "max_attempts")
 
 
 def policy_cache_key(world: WorldParams, policy: PolicyParams, seed: int) -> dict:
-    from ..params import to_dict
-
     trained = {k: v for k, v in to_dict(policy).items() if k not in _ACCEPTANCE_FIELDS}
     return {"artifact": "toy_policy", "version": 2, "world": to_dict(world), "policy": trained, "seed": seed}
 
@@ -164,8 +163,6 @@ def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int 
     without touching any evaluation data. On the toy default it tracks the AUROC on the policy's own sampled `id`
     solutions closely (0.586 vs 0.585, 0.934 vs 0.929, 0.82 vs 0.86, 0.59 vs 0.57 for four policies).
     """
-    from ..evaluation import auroc
-
     rng = np.random.default_rng([seed, 2])
     slips = SlipModel(world.step_error_rate, world.operand_slip_share)
     prompts, responses, labels = [], [], []

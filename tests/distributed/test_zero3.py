@@ -18,11 +18,11 @@ HERE = Path(__file__).resolve().parent
 
 def _world(policy_dir, n=16):
     from gcrm_kit.data import PreferencePair
-    from gcrm_kit.rm_training import ToyWorld
+    from gcrm_kit.rm_training import RMData
 
     pairs = [PreferencePair(f"{i % 10}+1?", f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
                             f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}") for i in range(n)]
-    return ToyWorld(Path(policy_dir), {}, pairs, pairs[:4], {})
+    return RMData(Path(policy_dir), {}, pairs, pairs[:4], {})
 
 
 def test_zero3_two_processes_kill_resume_and_reload(tiny_policy_dir, tmp_path, monkeypatch):

@@ -29,11 +29,11 @@ def policy64(tmp_path_factory, tokenizer):
 
 def _world(policy_dir, n=16):
     from gcrm_kit.data import PreferencePair
-    from gcrm_kit.rm_training import ToyWorld
+    from gcrm_kit.rm_training import RMData
 
     pairs = [PreferencePair(f"{i % 10}+1?", f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
                             f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}") for i in range(n)]
-    return ToyWorld(policy_dir, {}, pairs, pairs[:4], {})
+    return RMData(policy_dir, {}, pairs, pairs[:4], {})
 
 
 def _params(quant: bool):

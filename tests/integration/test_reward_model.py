@@ -56,11 +56,11 @@ def test_prototype_save_load_and_q_values(tiny_policy_dir, tmp_path):
 
 
 def _tiny_world(tiny_policy_dir, n=24):
-    from gcrm_kit.rm_training import ToyWorld
+    from gcrm_kit.rm_training import RMData
 
     pairs = [PreferencePair(f"{i % 10}+1?", f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
                             f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}") for i in range(n)]
-    return ToyWorld(tiny_policy_dir, {}, pairs, pairs[:4], {})
+    return RMData(tiny_policy_dir, {}, pairs, pairs[:4], {})
 
 
 def _params(**training):

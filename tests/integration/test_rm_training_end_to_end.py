@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from gcrm_kit import rm_training
+from gcrm_kit.rm_training import finish as rm_finish
+from gcrm_kit.rm_training import train as rm_train
 from gcrm_kit.data import GenerationRecord, PreferencePair
 from gcrm_kit.models import load_reward_model, score
 from gcrm_kit.params import RMTrainingParams, from_dict
@@ -45,7 +47,7 @@ def test_invalid_pairs_and_records_are_left_out_and_counted(tiny_policy_dir, tmp
             for i in range(6)]
     recs.insert(2, GenerationRecord("9+2?", "", False))
     recs.insert(4, GenerationRecord("9+3?", LONG, True))
-    world = rm_training.ToyWorld(tiny_policy_dir, {"labelled": recs}, train, held, {})
+    world = rm_training.RMData(tiny_policy_dir, {"labelled": recs}, train, held, {})
     p = _params(tmp_path)
     run = start_run(p)
     result = rm_training.train_and_evaluate(p, run, world)  # no "empty response" ValueError after training
@@ -62,6 +64,7 @@ def test_invalid_pairs_and_records_are_left_out_and_counted(tiny_policy_dir, tmp
     rc = score(model, tok, [x.prompt for x in kept_held], [x.chosen for x in kept_held])
     rr = score(model, tok, [x.prompt for x in kept_held], [x.rejected for x in kept_held])
     row = metrics["rows"][0]
+    assert row["objective"] == {"role": "baseline", "contrastive_weight": 0.0, "grm_weight": 0.0}
     assert row["pairwise_accuracy"] == pytest.approx(float((rc > rr).float().mean()))  # over valid pairs only
     scores = json.loads((d / "eval_scores.json").read_text())["labelled"]
     assert len(scores) == len(recs) and scores[2] is None and scores[4] is None  # aligned with the records
@@ -113,29 +116,37 @@ def test_real_world_reports_adapter_skips_and_runs_without_eval_sets(tiny_policy
     assert list(rm_training.results_table(result).columns) == ["seeds", "pairwise acc"]
 
 
-def test_gpu_is_freed_before_a_launch_and_checks_run_on_the_eval_device(tiny_policy_dir, tmp_path, monkeypatch):
+def test_gpu_is_freed_before_a_launch_and_checks_run_on_the_params_device(tiny_policy_dir, tmp_path, monkeypatch):
     """Before `run_launched` the notebook process collects its models and empties the CUDA cache; the checkpoint
-    check scores on `eval_device(p)` like the prototype build."""
+    check scores on `resolve_device(p.device)` like the prototype build."""
     calls = []
-    monkeypatch.setattr(rm_training, "release_accelerator_memory", lambda: calls.append("release"))
-    monkeypatch.setattr(rm_training, "run_launched", lambda *a, **k: calls.append("launch"))
-    monkeypatch.setattr(rm_training, "estimate_memory", lambda *a, **k: (type("E", (), {
+    monkeypatch.setattr(rm_train, "release_accelerator_memory", lambda: calls.append("release"))
+    monkeypatch.setattr(rm_train, "run_launched", lambda *a, **k: calls.append("launch"))
+    monkeypatch.setattr(rm_train, "estimate_memory", lambda *a, **k: (type("E", (), {
         "describe": lambda self, mode: "estimate"})(), "mode"))
-    monkeypatch.setattr(rm_training, "finish_reward_model", lambda p, w, d, pairs: calls.append("finish") or d)
+    monkeypatch.setattr(rm_train, "finish_reward_model", lambda p, w, d, pairs: calls.append("finish") or d)
     p = _params(tmp_path, distributed={"n_processes": 2})
-    world = rm_training.ToyWorld(tiny_policy_dir, {}, [_good(i) for i in range(8)], [], {})
+    world = rm_training.RMData(tiny_policy_dir, {}, [_good(i) for i in range(8)], [], {})
     rm_training.train_one_reward_model(p, world, p.reward_models[0], 0, tmp_path / "rm")
     assert calls == ["release", "launch", "finish"]
+    job = json.loads((tmp_path / "rm" / "launch" / "fit_reward_model.json").read_text())
+    assert job["module"] == "gcrm_kit.rm_training.worker" and job["stage"] == "fit_reward_model"
 
     monkeypatch.undo()
-    devices = []
-    original = rm_training.check_saved_rewards
+    devices, asked = [], []
+    original = rm_finish.check_saved_rewards
 
     def spy(out_dir, tolerance=None, device="cpu"):
         devices.append(device)
         return original(out_dir, tolerance, device)
 
-    monkeypatch.setattr(rm_training, "check_saved_rewards", spy)
-    monkeypatch.setattr(rm_training, "eval_device", lambda p: "cpu:0")  # a device name only eval_device gives
-    out = rm_training.train_one_reward_model(_params(tmp_path), world, p.reward_models[0], 0, tmp_path / "rm2")
-    assert devices == ["cpu:0"] and json.loads((out / "checkpoint_check.json").read_text())["ok"]
+    def resolve(name):
+        asked.append(name)
+        return torch.device("cpu", 0)  # a device only the params' device gives
+
+    monkeypatch.setattr(rm_finish, "check_saved_rewards", spy)
+    monkeypatch.setattr(rm_finish, "resolve_device", resolve)
+    out = rm_training.train_one_reward_model(_params(tmp_path, device="cpu"), world, p.reward_models[0], 0,
+                                             tmp_path / "rm2")
+    assert asked == ["cpu"] and devices == [torch.device("cpu", 0)]
+    assert json.loads((out / "checkpoint_check.json").read_text())["ok"]

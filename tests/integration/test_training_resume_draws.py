@@ -12,11 +12,11 @@ from gcrm_kit.params import RMTrainingParams, RewardModelSpec, from_dict
 
 
 def _world(policy_dir, n=24):
-    from gcrm_kit.rm_training import ToyWorld
+    from gcrm_kit.rm_training import RMData
 
     pairs = [PreferencePair(f"{i % 10}+1?", f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
                             f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}") for i in range(n)]
-    return ToyWorld(policy_dir, {}, pairs, pairs[:4], {})
+    return RMData(policy_dir, {}, pairs, pairs[:4], {})
 
 
 def _params():

@@ -70,13 +70,21 @@ def test_smoke_run(nb, tmp_path, monkeypatch):
 def _check_rm_training(metrics, run):
     import yaml
 
+    from gcrm_kit.params import RewardModelSpec, from_dict
+    from gcrm_kit.rm_runs import role_of
+
     params = yaml.safe_load((run / "params.resolved.yaml").read_text())
     names = [m["name"] for m in params["reward_models"]]
     assert {r["reward_model"] for r in metrics["rows"]} == set(names)
     assert len(metrics["rows"]) == len(names) * len(params["rm_seeds"]) * (1 + len(params["train_pair_counts"]))
     assert [e["reward_model"] for e in metrics["summary"]] == names
+    specs = {m["name"]: m for m in params["reward_models"]}
     for row in metrics["rows"]:
         assert 0.0 <= row["pairwise_accuracy"] <= 1.0
+        spec = specs[row["reward_model"]]  # each row says what its model is: its role and weights
+        assert row["objective"]["role"] == role_of(from_dict(RewardModelSpec, spec))
+        assert (row["objective"]["contrastive_weight"], row["objective"]["grm_weight"]) == \
+            (spec["contrastive_weight"], spec["grm_weight"])
         for split, v in row["auroc"].items():
             assert v != v or 0.0 <= v <= 1.0  # NaN only when a split has one class
     for split, acc in metrics["policy_accuracy"].items():
@@ -92,7 +100,7 @@ def _check_rm_training(metrics, run):
         bon = metrics["best_of_n"]
         ns = sorted(set(params["evaluation"]["best_of_n"]))
         assert len(bon["rows"]) == len(metrics["rows"]) * len(ns) and bon["n_questions"] > 0
-        assert all(0.0 <= r["accuracy"] <= 1.0 for r in bon["rows"])
+        assert all(0.0 <= r["accuracy"] <= 1.0 and r["objective"]["role"] for r in bon["rows"])
         for ref in bon["references"]:  # the oracle bounds every pick; at n = 1 every pick is a random one
             assert all(r["accuracy"] <= ref["oracle"] + 1e-9 for r in bon["rows"] if r["n"] == ref["n"])
         one = [r["accuracy"] for r in bon["rows"] if r["n"] == 1]

@@ -1,5 +1,5 @@
 """No notebook rebinds a papermill parameter: re-running its start cell in JupyterLab reads the parameters from the
-notebook's globals again, so a later cell that reassigns one (notebook 01's `world` to the built ToyWorld, 03's
+notebook's globals again, so a later cell that reassigns one (notebook 01's `world` to the built RMData, 03's
 `online` to its results, 04's `seed` to a reward-model seed) breaks the second run or silently changes it."""
 
 import ast

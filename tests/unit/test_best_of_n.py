@@ -5,7 +5,8 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from gcrm_kit.best_of_n import best_of_n_accuracy, oracle_accuracy, rank_weights, summarise
+from gcrm_kit.evaluation import best_of_n_accuracy, oracle_accuracy, rank_weights
+from gcrm_kit.rm_training.best_of_n import summarise
 
 
 def _brute(rewards, correct, n):

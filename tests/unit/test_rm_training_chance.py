@@ -1,6 +1,7 @@
 """Seeds that stay at chance are flagged, not averaged away silently."""
 
-from gcrm_kit.rm_training import pairwise_p_above_chance, warn_chance_level
+from gcrm_kit.evaluation import pairwise_p_above_chance
+from gcrm_kit.rm_training import warn_chance_level
 
 
 def test_pairwise_p_above_chance():
@@ -25,9 +26,9 @@ def test_warn_chance_level_names_the_flat_seeds(capsys):
 
 
 def test_policy_verdict_table_is_empty_without_a_toy_policy(tmp_path):
-    from gcrm_kit.rm_training import ToyWorld, policy_verdict_table
+    from gcrm_kit.rm_training import RMData, policy_verdict_table
 
-    table = policy_verdict_table(ToyWorld(tmp_path, {}, [], [], {}, {}))
+    table = policy_verdict_table(RMData(tmp_path, {}, [], [], {}, {}))
     assert list(table.columns) == ["policy verdict AUROC", "n"] and table.empty
 
 

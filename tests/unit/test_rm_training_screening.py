@@ -5,11 +5,13 @@ import json
 
 import pytest
 
-from gcrm_kit import plots, rm_training
+from gcrm_kit import rm_training
+from gcrm_kit.rm_training import figures
+from gcrm_kit.rm_training import world as rm_world
 from gcrm_kit.toyworld import sampling
 from gcrm_kit.data import GenerationRecord, PreferencePair, encode_pairs, save_jsonl
 from gcrm_kit.params import RMTrainingParams, from_dict
-from gcrm_kit.rm_training import (RMTrainingResult, ToyWorld, describe_skips, policy_accuracy_table, screen_pairs,
+from gcrm_kit.rm_training import (RMTrainingResult, RMData, describe_skips, policy_accuracy_table, screen_pairs,
                                   screen_records, screen_world, summarise)
 
 LONG = "1+1=2;" * 12  # 72 tokens of the character-level toy tokenizer
@@ -48,7 +50,7 @@ def test_screen_records(tokenizer):
 
 def test_screen_world_counts_what_it_leaves_out(tokenizer):
     recs = [GenerationRecord("1+2?", "1+2=3;A:3", True), GenerationRecord("1+3?", "", False)]
-    world = ToyWorld("policy", {"id": recs, "verbal": recs[:1]}, _pairs(), _pairs(),
+    world = RMData("policy", {"id": recs, "verbal": recs[:1]}, _pairs(), _pairs(),
                      {"train_pairs": 5, "heldout_pairs": 5}, {"id": 0.5})
     out = screen_world(world, tokenizer, 40, {"train": {"rows the hh_rlhf adapter could not use": 3}})
     assert len(out.train_pairs) == len(out.heldout_pairs) == 2 and out.eval_records["id"] == recs[:1]
@@ -61,30 +63,30 @@ def test_screen_world_counts_what_it_leaves_out(tokenizer):
     text = describe_skips(s)
     assert "train: 3 left out" in text and "eval id: 1 left out (empty response: 1)" in text
     assert "source train: 3 left out" in text and "verbal" not in text
-    assert describe_skips(screen_world(ToyWorld("p", {}, _pairs()[:1], [], {}), tokenizer, 40)
+    assert describe_skips(screen_world(RMData("p", {}, _pairs()[:1], [], {}), tokenizer, 40)
                           .pair_stats["skipped"]) == "nothing left out"
     with pytest.raises(RuntimeError, match="no training pairs"):
-        screen_world(ToyWorld("p", {}, _pairs()[1:4], [], {}), tokenizer, 40)
+        screen_world(RMData("p", {}, _pairs()[1:4], [], {}), tokenizer, 40)
 
 
 def test_source_skips_are_taken_off_the_pairs():
     pairs = [PreferencePair("a", "b", "c", {"skipped_rows": 4, "messages": []}), PreferencePair("d", "e", "f")]
-    assert rm_training._source_skips(pairs, "hh_rlhf") == {"rows the hh_rlhf adapter could not use": 4}
+    assert rm_world._source_skips(pairs, "hh_rlhf") == {"rows the hh_rlhf adapter could not use": 4}
     assert all("skipped_rows" not in p.meta for p in pairs) and pairs[0].meta == {"messages": []}
-    assert rm_training._source_skips(pairs, "hh_rlhf") == {}
+    assert rm_world._source_skips(pairs, "hh_rlhf") == {}
 
     class Listed(list):  # an adapter's list carrying its counts in `stats`
         stats = {"skipped_rows": 2}
 
-    assert rm_training._source_skips(Listed(pairs), "hh_rlhf") == {"rows the hh_rlhf adapter could not use": 2}
+    assert rm_world._source_skips(Listed(pairs), "hh_rlhf") == {"rows the hh_rlhf adapter could not use": 2}
 
 
 def test_tables_without_evaluation_sets():
     """paper_hh has no eval_sets: policy accuracy is {} and the AUROC columns are empty."""
-    world = ToyWorld("policy", {}, [], [], {}, {})
+    world = RMData("policy", {}, [], [], {}, {})
     table = policy_accuracy_table(world)
     assert len(table) == 0 and list(table.columns) == ["share correct", "n"] and table.index.name == "split"
-    full = policy_accuracy_table(ToyWorld("policy", {"id": [GenerationRecord("q", "r", True)] * 2}, [], [], {},
+    full = policy_accuracy_table(RMData("policy", {"id": [GenerationRecord("q", "r", True)] * 2}, [], [], {},
                                           {"id": 1.0, "pairs_samples_id": 0.5}))
     assert full.loc["id", "n"] == 2 and full.loc["pairs_samples_id", "share correct"] == 0.5
     rows = [{"reward_model": "baseline", "rm_seed": s, "n_train_pairs": 4, "all_pairs": True,
@@ -93,8 +95,8 @@ def test_tables_without_evaluation_sets():
     assert summary[0]["auroc"] == {} and summary[0]["pairwise_accuracy"]["mean"] == 0.625
     table = rm_training.results_table(RMTrainingResult("run", world, rows, summary, {}))
     assert list(table.columns) == ["seeds", "pairwise acc"]
-    plots.auroc_by_split(summary)
-    plots.results_table(summary)
+    figures.auroc_by_split(summary)
+    figures.results_table(summary)
 
 
 def test_sample_cache_key_holds_the_batch_size(monkeypatch, tmp_path):

@@ -60,8 +60,9 @@ def test_deepspeed_configs_resolve_and_zero3_gathers_on_save():
             assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     with pytest.raises(FileNotFoundError, match="available: \\['zero2', 'zero3', 'zero3_offload'\\]"):
         deepspeed_config_path("zero4")
-    assert "--nproc_per_node=8" in launch_command("torchrun", 8, Path("j.json"), 1234)
-    assert "--num_gpus=8" in launch_command("deepspeed", 8, Path("j.json"), 1234, visible_devices="")
+    assert "--nproc_per_node=8" in launch_command("torchrun", 8, "gcrm_kit.rm_training.worker", Path("j.json"), 1234)
+    assert "--num_gpus=8" in launch_command("deepspeed", 8, "gcrm_kit.rm_training.worker", Path("j.json"), 1234,
+                                          visible_devices="")
 
 
 def test_memory_estimate_divides_by_zero_stage(tiny_policy_dir):

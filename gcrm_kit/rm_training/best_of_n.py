@@ -4,52 +4,26 @@ something other than correctness gets picked apart, and accuracy stalls or falls
 al. ("Scaling Laws for Reward Model Overoptimization", ICML 2023) measure against a gold reward, and which GRM
 (Yang et al., NeurIPS 2024) reports its regulariser reduces. Here the gold is the toy world's verifier.
 
-Accuracy at each n is exact, not simulated: among N samples of a question ranked by reward, the best of a
-uniformly drawn n-subset is the sample of rank r (0 = highest) with probability C(N-1-r, n-1) / C(N, n).
-Samples with equal rewards share their mean correctness (a random tie-break). The references on the same samples:
-a random pick (the policy's accuracy, flat in n) and an oracle that picks a right sample whenever one of the n is
-right (1 - C(N-c, n) / C(N, n) with c right samples).
+Accuracy at each n is exact, not simulated (`evaluation.best_of_n_accuracy`), over all n-subsets of the samples
+drawn. The references on the same samples: a random pick (the policy's accuracy, flat in n) and an oracle that
+picks a right sample whenever one of the n is right (`evaluation.oracle_accuracy`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from math import comb
 
 import numpy as np
 
-from . import evaluation
-
-
-def rank_weights(N: int, n: int) -> np.ndarray:
-    """(N,) probability that the sample of rank r (0 = highest reward) is the best of a uniform n-subset of N."""
-    if not 1 <= n <= N:
-        raise ValueError(f"n = {n} must be between 1 and the {N} samples per question")
-    return np.array([comb(N - 1 - r, n - 1) for r in range(N)], dtype=float) / comb(N, n)
-
-
-def best_of_n_accuracy(rewards: np.ndarray, correct: np.ndarray, ns: list[int]) -> np.ndarray:
-    """Expected share of questions whose best-of-n pick by `rewards` is right, for each n in `ns`.
-    rewards, correct: (Q, N) arrays (N samples per question). Returns (len(ns),)."""
-    rewards, correct = np.asarray(rewards, dtype=float), np.asarray(correct, dtype=float)
-    Q, N = rewards.shape
-    ranked = np.empty_like(correct)
-    for q in range(Q):
-        order = np.argsort(-rewards[q], kind="stable")
-        r, c = rewards[q][order], correct[q][order]
-        # tied rewards: each tied sample stands for the group's mean correctness
-        _, group, counts = np.unique(r, return_inverse=True, return_counts=True)
-        ranked[q] = np.bincount(group, weights=c)[group] / counts[group]
-    return np.array([float((ranked @ rank_weights(N, n)).mean()) for n in ns])
-
-
-def oracle_accuracy(correct: np.ndarray, ns: list[int]) -> np.ndarray:
-    """Expected share of questions with at least one right sample among a uniform n-subset, for each n."""
-    correct = np.asarray(correct, dtype=bool)
-    Q, N = correct.shape
-    c = correct.sum(1)
-    return np.array([float(np.mean([1.0 - comb(N - k, n) / comb(N, n) for k in c])) for n in ns])
+from .. import evaluation, plots
+from ..device import resolve_device
+from ..models import load_reward_model, score
+from ..params import RMTrainingParams
+from ..runs import Run
+from ..toyworld.sampling import cached_samples
+from . import figures
+from .report import RMTrainingResult, write_metrics
+from .train import reward_model_dir
 
 
 @dataclass
@@ -78,16 +52,12 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def measure(p, run, result) -> BestOfN | None:
+def measure(p: RMTrainingParams, run: Run, result: RMTrainingResult) -> BestOfN | None:
     """Notebook 01's best-of-n section: `p.evaluation.best_of_n_questions` questions of `best_of_n_split` (none
     among the training or held-out pairs' questions) with max(`best_of_n`) samples each from the run's policy
-    (cached), scored by every reward model `result` trained (every seed and training-set size); writes
-    best_of_n.json and adds it to metrics.json. None when `p.evaluation.best_of_n` is empty."""
-    from . import plots
-    from .models import load_reward_model, score
-    from .rm_training import eval_device, reward_model_dir
-    from .toyworld.sampling import cached_samples
-
+    (cached), scored on `resolve_device(p.device)` by every reward model `result` trained (every seed and
+    training-set size); writes best_of_n.json and adds it to metrics.json. None when `p.evaluation.best_of_n` is
+    empty."""
     e = p.evaluation
     if not e.best_of_n:
         return None
@@ -107,24 +77,24 @@ def measure(p, run, result) -> BestOfN | None:
     correct = np.array([[r.is_correct for r in rs] for rs in groups])
     ns = sorted(set(e.best_of_n))
     specs = {s.name: s for s in p.reward_models}
+    device = resolve_device(p.device)
     rows = []
     for row in result.rows:
         n_sub = None if row["all_pairs"] else row["n_train_pairs"]
         d = reward_model_dir(run, specs[row["reward_model"]], row["rm_seed"], n_sub)
         model, tokenizer = load_reward_model(d)
-        rewards = score(model.to(eval_device(p)), tokenizer, prompts, responses, e.batch_size,
+        rewards = score(model.to(device), tokenizer, prompts, responses, e.batch_size,
                         desc=f"best-of-n {d.name}").reshape(len(groups), N).numpy()
-        for n, acc in zip(ns, best_of_n_accuracy(rewards, correct, ns)):
-            rows.append({"reward_model": row["reward_model"], "rm_seed": row["rm_seed"],
+        for n, acc in zip(ns, evaluation.best_of_n_accuracy(rewards, correct, ns)):
+            rows.append({"reward_model": row["reward_model"], "objective": row["objective"], "rm_seed": row["rm_seed"],
                          "n_train_pairs": row["n_train_pairs"], "n": n, "accuracy": acc})
     references = [{"n": n, "random": float(correct.mean()), "oracle": o}
-                  for n, o in zip(ns, oracle_accuracy(correct, ns))]
+                  for n, o in zip(ns, evaluation.oracle_accuracy(correct, ns))]
     counts = {"split": e.best_of_n_split, "n_questions": len(groups), "samples_per_question": N,
               "questions_left_out": len({r.prompt for r in records}) - len(groups)}  # among the RM's pairs
     out = BestOfN(rows, summarise(rows), references, counts)
-    out.figure = plots.best_of_n(out.summary, references)
+    out.figure = figures.best_of_n(out.summary, references)
     plots.save_figure(out.figure, run.path("figures", "best_of_n"))
     run.write_json("best_of_n.json", out.as_dict())
-    metrics = json.loads(run.path("metrics.json").read_text())
-    run.write_json("metrics.json", {**metrics, "best_of_n": out.as_dict()})
+    write_metrics(run, p, result, best_of_n=out.as_dict())
     return out

@@ -1,8 +1,7 @@
-"""Entry point of stages run under a launcher: ``python -m gcrm_kit.stages <job.json>``.
-
-Every process of a launched run reads the same job file (written by `launch.write_job`), loads the resolved params
-from the run folder and calls the same stage function the notebook calls in-process. Only the main process
-writes artifacts.
+"""What every process of a launched run does around its job: read the job file (written by `launch.write_job`),
+call the job function the stage's worker module names for it, wait for the other processes, and leave without the
+native libraries' teardown. A stage's worker module (e.g. ``gcrm_kit.rm_training.worker``) holds its job functions
+and calls `run_job` from its ``__main__``; this module knows no stage.
 """
 
 from __future__ import annotations
@@ -13,23 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-
-
-def fit_reward_model_job(job: dict) -> None:
-    """Train one reward model: job keys params_file, pairs_file, policy_dir, spec, rm_seed, out_dir."""
-    import yaml
-
-    from .data import PreferencePair, load_jsonl
-    from .params import RMTrainingParams, RewardModelSpec, from_dict
-    from .rm_training import fit_reward_model
-
-    p = from_dict(RMTrainingParams, yaml.safe_load(Path(job["params_file"]).read_text()))
-    pairs = load_jsonl(job["pairs_file"], PreferencePair)
-    spec = from_dict(RewardModelSpec, job["spec"])
-    fit_reward_model(p, Path(job["policy_dir"]), pairs, spec, int(job["rm_seed"]), Path(job["out_dir"]))
-
-
-STAGES = {"fit_reward_model": fit_reward_model_job}
+from typing import Callable
 
 
 def finish_process_group() -> None:
@@ -54,19 +37,18 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_job(jobs: dict[str, Callable[[dict], None]], argv: list[str] | None = None, prog: str = "") -> int:
+    """Parse ``<job.json>`` from `argv` (default: the command line), call ``jobs[job["stage"]](job)`` and, after it
+    succeeded, wait for the other processes (`finish_process_group`). Returns 0. An unknown stage exits with a
+    message naming the job file, the stage and the known ones."""
     # a native crash in a launched process prints the Python stack of every thread into the run's log
     faulthandler.enable()
-    ap = argparse.ArgumentParser(prog="python -m gcrm_kit.stages", description=__doc__)
+    ap = argparse.ArgumentParser(prog=prog or None, description="Run one job of a launched stage.")
     ap.add_argument("job", help="job JSON written by gcrm_kit.launch.write_job")
     args, _ = ap.parse_known_args(argv)  # launchers may append their own flags (e.g. --local_rank)
     job = json.loads(Path(args.job).read_text())
-    if job.get("stage") not in STAGES:
-        raise SystemExit(f"{args.job}: unknown stage {job.get('stage')!r}; known: {sorted(STAGES)}")
-    STAGES[job["stage"]](job)
+    if job.get("stage") not in jobs:
+        raise SystemExit(f"{args.job}: unknown stage {job.get('stage')!r}; known: {sorted(jobs)}")
+    jobs[job["stage"]](job)
     finish_process_group()  # only after success: a barrier after a failure would wait for a process that is gone
     return 0
-
-
-if __name__ == "__main__":
-    exit_now(main())  # main returns only after success; a failure raises and exits the ordinary way

@@ -1,0 +1,142 @@
+"""What notebook 01 reports: per-model rows summarised over seeds, the data-size curve, everything left out by
+reason, metrics.json (written by `write_metrics` only), the figures saved into the run folder and the results
+table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import evaluation, plots
+from ..params import RMTrainingParams
+from ..runs import Run
+from . import figures
+from .screening import merge_skips
+from .world import RMData
+
+
+@dataclass
+class RMTrainingResult:
+    """What notebook 01 produced: per-model metrics (one row per reward model and seed), the summary over
+    seeds, and where everything is."""
+
+    run_dir: Path
+    world: RMData
+    rows: list[dict]
+    summary: list[dict]
+    model_dirs: dict[str, list[Path]]
+    data_size_curve: list[dict] = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)
+    """everything left out, by reason (`skip_counts`)"""
+
+
+def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
+    """Mean and sample std over seeds of pairwise accuracy and AUROC per split, one entry per reward model:
+    {"reward_model", "n_seeds", "pairwise_accuracy": {"mean", "std"}, "auroc": {split: {"mean", "std", "n"}}}
+    (`n`: the seeds whose AUROC is defined)."""
+    out = evaluation.summarise_over_seeds(rows, ["reward_model"], ["pairwise_accuracy"])
+    for entry in out:
+        rs = [r for r in rows if r["reward_model"] == entry["reward_model"]]
+        # per split by name, not as a dotted metric path: an evaluation set's name may hold a dot
+        entry["auroc"] = {}
+        for s in splits:
+            mean, std, n = evaluation.mean_std([r["auroc"][s] for r in rs])
+            entry["auroc"][s] = {"mean": mean, "std": std, "n": n}
+    return out
+
+
+def data_size_curve(rows: list[dict], splits: list[str]) -> list[dict]:
+    """Per reward model and number of training pairs: mean/std over seeds of ID AUROC and of the mean AUROC over
+    the out-of-distribution splits (every split but `id`)."""
+    out = []
+    ood = [s for s in splits if s != "id"]
+    keys = dict.fromkeys((r["reward_model"], r["n_train_pairs"]) for r in rows)
+    for name, n in keys:
+        rs = [r for r in rows if r["reward_model"] == name and r["n_train_pairs"] == n]
+        entry = {"reward_model": name, "n_train_pairs": n, "n_seeds": len(rs)}
+        for label, vals in (("auroc_id", [r["auroc"].get("id", float("nan")) for r in rs]),
+                            ("auroc_ood_mean", [float(np.nanmean([r["auroc"][s] for s in ood])) if ood
+                                                else float("nan") for r in rs])):
+            mean, std, _ = evaluation.mean_std(vals)
+            entry[label] = {"mean": mean, "std": std}
+        out.append(entry)
+    return out
+
+
+def skip_counts(world: RMData, model_dirs: list[Path], rows: list[dict]) -> dict:
+    """Everything left out of training and evaluation, by reason: what `screen_world` left out of the world
+    (`world.pair_stats["skipped"]`, adapter rows under "source") plus what was still left out later, when
+    encoding the training pairs (each model's encoding.json) or scoring (each row's `skipped`), taking the largest
+    count over models (they see the same data). Shaped {"source": {set: {reason: n}}, "train": {reason: n},
+    "heldout": {reason: n}, "eval": {split: {reason: n}}}; toy data leaves everything in."""
+    base = world.pair_stats.get("skipped", {})
+    later: dict = {"train": {}, "heldout": {}, "eval": {}}
+
+    def take_max(into: dict, counts: dict) -> None:
+        for k, v in counts.items():
+            into[k] = max(into.get(k, 0), v)
+
+    for d in model_dirs:
+        f = Path(d) / "encoding.json"
+        if f.is_file():
+            take_max(later["train"], json.loads(f.read_text()).get("skipped", {}))
+    for r in rows:
+        s = r.get("skipped", {})
+        take_max(later["heldout"], s.get("heldout", {}))
+        for split, counts in s.get("eval", {}).items():
+            take_max(later["eval"].setdefault(split, {}), counts)
+    out = merge_skips({"source": {}, "train": {}, "heldout": {},
+                       "eval": {s: {} for s in world.eval_records}}, base, later)
+    return out
+
+
+def write_metrics(run: Run, p: RMTrainingParams, result: RMTrainingResult, best_of_n: dict | None = None) -> dict:
+    """Write the run's metrics.json: the params' identity, the policy's accuracy and attempts, pair counts,
+    everything left out, one row per reward model, seed and data size (each with its `objective`), the summary
+    over seeds, the data-size curve and, when measured, the best-of-n curve (`best_of_n`). Returns what it
+    wrote."""
+    world = result.world
+    metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
+               "policy_accuracy": world.policy_accuracy, "policy_attempts": world.policy_attempts,
+               "pair_stats": world.pair_stats, "skipped": result.skipped, "rows": result.rows,
+               "summary": result.summary, "data_size_curve": result.data_size_curve}
+    if best_of_n is not None:
+        metrics["best_of_n"] = best_of_n
+    run.write_json("metrics.json", metrics)
+    return metrics
+
+
+def save_figures(run: Run, result: RMTrainingResult) -> dict:
+    """Training curves and the AUROC table as plotly figures, saved as HTML and JSON in run/figures/."""
+    logs = {d.name: _read_log(d) for ds in result.model_dirs.values() for d in ds}
+    figs = {
+        "training_curves": figures.training_curves(logs),
+        "auroc_by_split": figures.auroc_by_split(result.summary),
+        "results_table": figures.results_table(result.summary),
+    }
+    if result.data_size_curve:
+        figs["auroc_vs_pairs"] = figures.auroc_vs_pairs(result.data_size_curve)
+    for name, fig in figs.items():
+        plots.save_figure(fig, run.path("figures", name))
+    return figs
+
+
+def _read_log(d: Path) -> list[dict]:
+    return json.loads((d / "training_log.json").read_text())
+
+
+def results_table(result: RMTrainingResult):
+    """Mean ± std over seeds of pairwise accuracy and AUROC per split, one row per reward model (DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for e in result.summary:
+        row = {"reward_model": e["reward_model"], "seeds": e["n_seeds"],
+               "pairwise acc": f"{e['pairwise_accuracy']['mean']:.3f} ± {e['pairwise_accuracy']['std']:.3f}"}
+        for s, v in e["auroc"].items():
+            row[f"AUROC {s}"] = f"{v['mean']:.3f} ± {v['std']:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("reward_model")
