@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import yaml
 
+from ..device import DEVICES, is_device_name
+
 
 class ParamsError(ValueError):
     """Invalid params; the message names the source file (if any) and the dotted key."""
@@ -72,6 +74,12 @@ def _check(tp: Any, value: Any, key: str) -> Any:
             raise ParamsError(f"{key}: expected a string, got {value!r}")
         return value
     raise ParamsError(f"{key}: unsupported type {tp}")
+
+
+def check_device(value: str, key: str = "device") -> None:
+    """The one check of every notebook's `device` param (gcrm_kit.device): a ParamsError naming `key` otherwise."""
+    if not is_device_name(value):
+        raise ParamsError(f"{key}: expected one of {', '.join(DEVICES)} or cuda:<index>, got {value!r}")
 
 
 def _is_number(text: str) -> bool:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .core import ParamsError
+from .core import ParamsError, check_device
 
 
 @dataclass
@@ -115,7 +114,6 @@ class FilteringParams:
             raise ParamsError("skip_tokens and max_accuracy_drop must be >= 0, random_repeats >= 1")
         if self.online.chunk_size < 1 or self.online.batch_size < 1 or self.online.repeats < 1:
             raise ParamsError("online.chunk_size, online.batch_size and online.repeats must be >= 1")
-        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
-            raise ParamsError(f"device: expected auto, cpu, cuda or cuda:<index>, got {self.device!r}")
+        check_device(self.device)
         if self.goal_rm == self.baseline_rm:
             raise ParamsError("goal_rm and baseline_rm must name different reward models")

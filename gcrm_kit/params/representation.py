@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .core import ParamsError
+from .core import ParamsError, check_device
 
 
 @dataclass
@@ -114,5 +113,4 @@ class RepresentationParams:
             raise ParamsError("n_examples must be >= 0; projection.n_sequences and batch_size >= 1")
         if self.projection.perplexity <= 0:
             raise ParamsError("projection.perplexity must be > 0")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ParamsError(f"device: expected auto, cpu, cuda or cuda:<index>, got {self.device!r}")
+        check_device(self.device)

@@ -3,13 +3,11 @@ contrastive term, one reward model's objective, training and evaluation."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from ..device import DEVICES
 from ..toyworld.problems import SPLITS
-from .core import ParamsError
+from .core import ParamsError, check_device
 from .scale import DataParams, DistributedParams, LoraParams, ModelParams, QuantParams, validate_scale
 from .world import PolicyParams, WorldParams
 
@@ -153,8 +151,7 @@ class RMTrainingParams:
         return self.params_name
 
     def validate(self) -> None:
-        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
-            raise ParamsError(f"device: expected one of {', '.join(DEVICES)} or cuda:<index>, got {self.device!r}")
+        check_device(self.device)
         c = self.contrastive
         for key, (lo, hi) in (("contrastive.source_range", c.source_range), ("contrastive.goal_range", c.goal_range)):
             if not 0.0 <= lo <= hi <= 1.0:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from ..device import DEVICES
 from ..real_data import ADAPTERS, HELPSTEER_ATTRIBUTES
 from ..toyworld.problems import SPLITS
-from .core import ParamsError
+from .core import ParamsError, check_device
 from .scale import DatasetSpec
 
 
@@ -200,8 +198,7 @@ class SteeringParams:
             raise ParamsError("beam.temperature and beam.beam_temperature must be >= 0, beam_temperature_decay > 0")
         if self.n_prompts < 1 or self.prototype_examples < 2 or self.best_of_n < 0 or self.batch_size < 1:
             raise ParamsError("n_prompts >= 1, prototype_examples >= 2, best_of_n >= 0 and batch_size >= 1 needed")
-        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
-            raise ParamsError(f"device: expected one of {list(DEVICES)} or cuda:<index>, got {self.device!r}")
+        check_device(self.device)
         if self.sequence_batch_size < 0:
             raise ParamsError("sequence_batch_size must be >= 0 (0: the toy defaults)")
         if self.judge_reward_model and self.judge_reward_model not in self.reward_models:

@@ -186,7 +186,7 @@ def test_filtering_params_validation():
         from_dict(FilteringParams, {"tie_break": "win"})
     with pytest.raises(ParamsError, match="unknown key"):
         from_dict(FilteringParams, {"online": {"chunk": 4}})
-    with pytest.raises(ParamsError, match="device: expected auto, cpu, cuda or cuda:<index>, got 'gpu'"):
+    with pytest.raises(ParamsError, match="device: expected one of auto, cpu, cuda or cuda:<index>, got 'gpu'"):
         from_dict(FilteringParams, {"device": "gpu"})
     assert from_dict(FilteringParams, {"device": "cuda:1"}).device == "cuda:1"
     assert FilteringParams().device == "auto"

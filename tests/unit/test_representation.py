@@ -170,7 +170,7 @@ def test_matched_columns_follow_the_tokens_that_precede_real_errors():
 def test_params_device_follows_the_one_device_rule():
     assert from_dict(RepresentationParams, {}).device == "auto"
     assert from_dict(RepresentationParams, {"device": "cuda:1"}).device == "cuda:1"
-    with pytest.raises(ParamsError, match=r"device: expected auto, cpu, cuda or cuda:<index>, got 'gpu'"):
+    with pytest.raises(ParamsError, match=r"device: expected one of auto, cpu, cuda or cuda:<index>, got 'gpu'"):
         from_dict(RepresentationParams, {"device": "gpu"})
 
 
