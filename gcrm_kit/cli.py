@@ -4,6 +4,7 @@
     gcrm run all --params toy                     # every notebook that has that params file, in order
     gcrm run 01_rm_training --params toy --run-dir outputs/01_rm_training/toy/<run>   # resume that run
     gcrm check                                    # validate every params file
+    gcrm compare <run a> <run b>                  # which metrics differ between two runs
 
 The params file is read into the notebook's params dataclass first (unknown keys and wrong types stop the run
 before anything starts), the run folder is created, then papermill executes the notebook with the resolved
@@ -17,6 +18,7 @@ import sys
 
 from papermill.exceptions import PapermillExecutionError
 
+from .compare import IGNORED, compare_runs
 from .io import project_root
 from .notebooks import FAILED_MARKER, params_path, run_notebook
 from .params import NOTEBOOK_PARAMS, ParamsError, load_params
@@ -31,8 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--run-dir", default=None, help="an existing run folder to resume (one notebook only)")
     r.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
     sub.add_parser("check", help="validate every params file under params/")
+    c = sub.add_parser("compare", help="compare the metrics.json of two run folders (exit 1 when they differ)")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.add_argument("--ignore", nargs="*", default=list(IGNORED),
+                   help=f"key patterns to leave out (fnmatch on the last part of a key); default {list(IGNORED)}")
     args = ap.parse_args(argv)
 
+    if args.cmd == "compare":
+        result = compare_runs(args.run_a, args.run_b, tuple(args.ignore))
+        print(result.report(args.run_a, args.run_b))
+        return 0 if result.identical else 1
     try:
         if args.cmd == "check":
             n = 0
