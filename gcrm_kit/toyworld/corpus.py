@@ -2,8 +2,8 @@
 
 A real reward model starts from a pretrained LM that already has some notion of what a wrong step looks like.
 A from-scratch toy backbone does not, and a reward model read from its last token then stays at chance
-(see README, "The toy world"). The corpus therefore teaches the base model to check its work, the way
-annotated or self-verifying text does for real LMs:
+(see docs/toy_world.md, "Making correctness learnable"). The corpus therefore teaches the base model to check its
+work, the way annotated or self-verifying text does for real LMs:
 
 - a *correction mark* ``!`` right after a wrong step, on a share of the erroneous solutions;
 - a *verdict* ``Y`` / ``N`` right after the end-of-sequence token, on a share of all solutions: a self-evaluation
@@ -12,7 +12,8 @@ annotated or self-verifying text does for real LMs:
 The verdict sits after the EOS on purpose: the EOS is where a reward model reads its reward, so the base model's
 state there already has to carry whether the solution is right, as a pretrained LM's final state carries what
 it makes of a text. With the verdict before the EOS (``...A:5|Y``), the knowledge lives at a token sampled
-solutions never contain and a last-token reward model stayed at chance (README, "What did not work").
+solutions never contain and a last-token reward model stayed at chance (docs/toy_world.md, "Making correctness
+learnable").
 
 Sampled solutions never carry the marks: generation suppresses the correction mark and stops at the EOS, so
 reward models and the verifier only ever see plain solutions; the marks shape the base model's representations.
