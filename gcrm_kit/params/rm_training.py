@@ -72,7 +72,7 @@ class RewardTrainingParams:
     batch_size: int = 32
     """pairs per step (2x sequences)"""
     learning_rate: float = 3e-4
-    """chosen on the toy world by the baseline's held-out pairwise accuracy (README, "Choosing the defaults")"""
+    """chosen on the toy world by the baseline's held-out pairwise accuracy (docs/toy_world.md, "Making correctness learnable")"""
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     adam_beta1: float = 0.9

@@ -46,7 +46,7 @@ class PolicyParams:
     max_grad_norm: float = 1.0
     verdict_loss_weight: float = 1.0
     """weight of the verdict token (the one after the EOS) in the language-modelling loss, relative to every
-    other token's 1 (10 did not make the verdict learnt more often: README, "Which policies learn the verdict")"""
+    other token's 1 (10 did not make the verdict learnt more often: docs/toy_world.md, "Which policies learn the verdict")"""
     min_verdict_auroc: float = 0.8
     """accept a trained policy only if its own verdict after the EOS tells right from wrong on fresh corpus-style
     `id` solutions with at least this AUROC (toyworld.policy.verdict_check); 0 accepts the first policy unchecked"""

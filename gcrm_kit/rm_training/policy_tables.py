@@ -17,7 +17,7 @@ def policy_verdict_table(world: RMData, batch_size: int = 256):
     """Toy world only: AUROC of the policy's own verdict after the EOS (`toyworld.policy.verdict_scores`) for the
     correctness of each split's sampled solutions (pandas DataFrame; empty for a real-data world). Reward models
     start from the EOS state the verdict is read from: a policy near 0.5 here leaves them little to learn from
-    (README, "Which policies learn the verdict": one policy seed gave 0.59 on `id`, another 0.93)."""
+    (docs/toy_world.md, "Which policies learn the verdict": one policy seed gave 0.59 on `id`, another 0.93)."""
     import pandas as pd
 
     rows = []

@@ -195,7 +195,7 @@ def choose_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_roo
     (`policy.min_verdict_auroc`), at most `policy.max_attempts` of them; if none does, go on with the best one and
     log a warning.
 
-    Why: whether a policy learns its verdict is close to all or nothing and depends on the seed (README, "Which
+    Why: whether a policy learns its verdict is close to all or nothing and depends on the seed (docs/toy_world.md, "Which
     policies learn the verdict"), and reward models initialised from one that did not stay near chance. A real
     reward model is likewise started from a pretrained checkpoint known to be good, not from any run.
     """

@@ -67,8 +67,8 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 import gpu_checklib  # noqa: E402
 from gpu_checklib import MODES, SIZES, ZERO3_PROCESSES  # noqa: E402
 
-from gcrm_kit.runs import atomic_write_json  # noqa: E402
-from gcrm_kit.stages import exit_now, finish_process_group  # noqa: E402
+from gcrm_kit.io import atomic_write_json  # noqa: E402
+from gcrm_kit.launch_worker import exit_now, finish_process_group  # noqa: E402
 
 #: seconds a configuration of each size may take (start, load, steps) before it is stopped, and the checkpoint's
 #: writing; each is cut to what is left of --budget-s

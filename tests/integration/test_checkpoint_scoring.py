@@ -21,10 +21,10 @@ def _pair(i: int) -> PreferencePair:
 @pytest.fixture(scope="module")
 def trained(tiny_policy_dir, tmp_path_factory):
     """A tiny reward model trained by the kit for a few steps, and held-out pairs it never saw."""
-    from gcrm_kit.rm_training import ToyWorld, train_one_reward_model
+    from gcrm_kit.rm_training import RMData, train_one_reward_model
 
     pairs = [_pair(i) for i in range(36)]
-    world = ToyWorld(tiny_policy_dir, {}, pairs[:24], pairs[24:], {})
+    world = RMData(tiny_policy_dir, {}, pairs[:24], pairs[24:], {})
     p = from_dict(RMTrainingParams, {"contrastive": {"n_positive": 4, "n_negative": 4}, "training": {
         "batch_size": 4, "epochs": 1, "logging_steps": 1, "save_steps": 100, "learning_rate": 3e-3}})
     out = train_one_reward_model(p, world, RewardModelSpec("m", 0.5), 0, tmp_path_factory.mktemp("rm") / "rm")

@@ -31,11 +31,11 @@ def _skipped_and_resumed(caplog, skipped, resumed):
 
 
 def test_reward_model_resumes_past_a_cut_off_checkpoint(tiny_policy_dir, tmp_path, monkeypatch, caplog):
-    from gcrm_kit.rm_training import ToyWorld, train_one_reward_model
+    from gcrm_kit.rm_training import RMData, train_one_reward_model
 
     pairs = [PreferencePair(f"{i % 10}+1?", f"{i % 10}+1={(i + 1) % 10};A:{(i + 1) % 10}",
                             f"{i % 10}+1={(i + 2) % 10};A:{(i + 2) % 10}") for i in range(24)]
-    world = ToyWorld(tiny_policy_dir, {}, pairs, pairs[:4], {})
+    world = RMData(tiny_policy_dir, {}, pairs, pairs[:4], {})
     p = from_dict(RMTrainingParams, {"contrastive": {"n_positive": 4, "n_negative": 4}, "training": {
         "batch_size": 4, "epochs": 1, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3}})
     spec = RewardModelSpec("m", 0.5)
