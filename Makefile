@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PARAMS ?= toy
 
-.PHONY: setup toy test test-fast test-distributed bench gpu-check lab check clean-venv
+.PHONY: setup toy test test-fast test-distributed bench gpu-check figure-png lab check clean-venv
 
 # Install the kit with its notebook, test and scale extras. torch is pinned (pyproject.toml) and installed first so
 # a CPU machine takes its CPU build instead of the CUDA wheels. deepspeed is built from source against that torch
@@ -47,6 +47,14 @@ bench: setup
 # ~1B and ~8B reward-model steps on a GPU, MFU and memory (tests/benchmarks/gpu_check.py); GPU_CHECK_ARGS: options
 gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) tests/benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+
+# A run's figure as a PNG for docs/: make figure-png FIG=<run>/figures/<name>.json OUT=docs/figures/<name>.png
+# (needs Chrome or Chromium: set BROWSER_PATH if it is not found).
+FIG ?=
+OUT ?=
+figure-png: setup
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	$(BIN)/python -c "import plotly.io as pio, sys; pio.read_json(sys.argv[1]).write_image(sys.argv[2], scale=2)" $(FIG) $(OUT)
 
 # Validate every params file.
 check: setup
