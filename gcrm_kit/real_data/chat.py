@@ -4,6 +4,7 @@ greedily by a causal LM and labelled against their references (`answer_problems`
 from __future__ import annotations
 
 from ..data import GenerationRecord, PreferencePair
+from ..device import resolve_device
 from ..generation import sample_responses
 from .answers import answers_match, extract_answer
 from .rows import Adapted
@@ -43,15 +44,13 @@ def apply_chat_template(items: list, tokenizer, mode: str = "auto") -> list:
 
 
 def answer_problems(problems: list[GenerationRecord], model_dir: str, tokenizer, max_new_tokens: int = 512,
-                    batch_size: int = 16, chat_template: str = "auto") -> list[GenerationRecord]:
+                    batch_size: int = 16, chat_template: str = "auto", device: str = "auto") -> list[GenerationRecord]:
     """Answer benchmark problems greedily with the causal LM in `model_dir` (the paper scores the base model's greedy
-    generations) and label each answer against the reference with `answers_match`."""
-    import torch
+    generations) on `device` (the notebook's `device` param, `gcrm_kit.device.resolve_device`) and label each
+    answer against the reference with `answers_match`."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(resolve_device(device))
     prompts = [render_prompt(tokenizer, q.prompt, None, chat_template) for q in problems]
     outs = sample_responses(model, tokenizer, prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, desc="answering")

@@ -117,7 +117,8 @@ def build_real_world(p: RMTrainingParams, run: Run) -> RMData:
             def build(tmp: Path, spec=spec) -> None:
                 problems = real_data.load_adapted(spec, "problems")
                 save_jsonl(real_data.answer_problems(problems, p.model.backbone, tokenizer, d.max_new_tokens,
-                                                     chat_template=d.chat_template), tmp / "records.jsonl")
+                                                     chat_template=d.chat_template, device=p.device),
+                            tmp / "records.jsonl")
                 release_accelerator_memory()  # the answering model, on the GPU when there is one
 
             recs = load_jsonl(cached(run.cache_root, "samples", key, build) / "records.jsonl", GenerationRecord)
