@@ -22,11 +22,13 @@ The notebook's steps, in its order, one file each:
 - noise.py, scorers.py, decoding.py: per-sample sampling noise, online scorers, generation that prunes while it
   generates;
 - online.py: online pruning and its measured cost (`evaluate_online`);
+- bounds.py: the facts that bound every method on the test samples (`world_bounds_of`);
 - report.py: summary over rm seeds, tables, metrics.json (`write_metrics`), figures; `finish` saves them all;
 - figures.py: the frontier, Q-value traces and online-cost figures;
 - methods.py: the methods' names and the two sets.
 """
 
+from .bounds import world_bounds_of
 from .decoding import PrunedGeneration, generate_pruned
 from .figures import filtering_frontier, online_cost, qvalue_traces, trace_figure
 from .methods import METHOD_ORDER, PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
@@ -54,5 +56,5 @@ __all__ = [
     "random_matched", "results_table", "sample_real", "sample_summary", "sample_toy", "save_figures",
     "score_all", "score_sample_set", "signal_auroc", "signal_table", "split_generations", "statistics_table",
     "summarise", "threshold_grid", "toy_questions", "trace_figure", "vote_credit", "vote_winner",
-    "weighted_credit", "write_metrics",
+    "weighted_credit", "world_bounds_of", "write_metrics",
 ]

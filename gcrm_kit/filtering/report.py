@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import evaluation, plots
+from ..bounds import WorldBounds
 from ..params import FilteringParams
 from ..runs import Run
 from .figures import filtering_frontier, online_cost, trace_figure
@@ -52,27 +53,35 @@ class FilteringResult:
 
 
 def finish(p: FilteringParams, run: Run, setup: RMSetup, samples: dict[str, SampleSet],
-           scores: dict, offline: OfflineResult, online: list[dict]) -> FilteringResult:
-    """Write metrics.json, the per-question table (per_question.csv) and the figures; return the result."""
+           scores: dict, offline: OfflineResult, online: list[dict],
+           bounds: WorldBounds | None = None) -> FilteringResult:
+    """Write metrics.json (with the test set's `bounds` when measured), the per-question table (per_question.csv)
+    and the figures; return the result."""
     summary = summarise(offline.rows, online)
     result = FilteringResult(run.dir, setup, samples, offline, online, summary)
-    write_metrics(run, p, setup, samples, offline, online, summary)
+    write_metrics(run, p, setup, samples, offline, online, summary, bounds)
     per_question_table(samples["test"], offline, p, setup.rm_seeds).to_csv(run.path("per_question.csv"))
     result.figures = save_figures(run, result, scores, p)
     return result
 
 
 def write_metrics(run: Run, p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet],
-                  offline: OfflineResult, online: list[dict], summary: list[dict]) -> None:
+                  offline: OfflineResult, online: list[dict], summary: list[dict],
+                  bounds: WorldBounds | None = None) -> None:
     """metrics.json of the run: the params that matter, the samples, every offline row (chosen thresholds and the
-    paper's), the signals' AUROC, the online runs, the summary, the frontier, and what each reward model is."""
-    run.write_json("metrics.json", {
+    paper's), the signals' AUROC, the online runs, the summary, the frontier, what each reward model is and, when
+    measured, the facts that bound every method on the test samples (`world_bounds`: {"test":
+    `bounds.WorldBounds.as_dict`})."""
+    metrics = {
         "notebook": p.notebook, "params_name": p.params_name, "seed": p.seed, "rm_run": str(setup.run_dir),
         "rm_seeds": setup.rm_seeds, "goal_rm": p.goal_rm, "baseline_rm": p.baseline_rm,
         "samples_per_question": p.samples_per_question, "skip_tokens": p.skip_tokens, "tie_break": p.tie_break,
         "all_pruned": p.all_pruned, "samples": sample_summary(samples), "rows": offline.rows,
         "paper_threshold": offline.paper_rows, "signals": offline.signals, "online": online, "summary": summary,
-        "frontier": offline.frontier, "reward_models": setup.objectives()})
+        "frontier": offline.frontier, "reward_models": setup.objectives()}
+    if bounds is not None:
+        metrics["world_bounds"] = {"test": bounds.as_dict()}
+    run.write_json("metrics.json", metrics)
 
 
 def save_figures(run: Run, result: FilteringResult, scores: dict, p: FilteringParams) -> dict:

@@ -15,6 +15,7 @@ Files and their jobs:
 - `report.py`: summaries over seeds, the data-size curve, skip counts, `write_metrics`, `save_figures`, the table;
 - `best_of_n.py`: the best-of-n curve with each reward model as the judge and the verifier as the gold;
 - `policy_tables.py`: tables about the policy the reward models start from;
+- `bounds.py`: the facts that bound every filtering and steering method on the world and its policy, per split;
 - `figures.py`: the notebook's plotly figures;
 - `accelerator.py`: handing GPU memory back between steps;
 - `worker.py`: what each process of a launched training run executes (``python -m gcrm_kit.rm_training.worker``).
@@ -23,6 +24,7 @@ Files and their jobs:
 from .accelerator import release_accelerator_memory
 from .best_of_n import BestOfN
 from .best_of_n import measure as measure_best_of_n
+from .bounds import finished_flags, world_bounds_of, world_bounds_table
 from .evaluate import evaluate_reward_model, warn_chance_level
 from .finish import DONE, check_saved_rewards, finish_reward_model
 from .fit import PROBE_PAIRS, fit_reward_model, reward_training_args
@@ -37,9 +39,11 @@ from .world import RMData, build_real_world, build_toy_world, build_world, save_
 __all__ = [
     "DONE", "PROBE_PAIRS", "BestOfN", "RMData", "RMTrainingResult", "build_pairs", "build_real_world",
     "build_toy_world", "build_world", "check_saved_rewards", "data_size_curve", "describe_skips",
-    "evaluate_reward_model", "finish_reward_model", "fit_reward_model", "measure_best_of_n", "merge_skips",
+    "evaluate_reward_model", "finish_reward_model", "finished_flags", "fit_reward_model", "measure_best_of_n",
+    "merge_skips",
     "policy_accuracy_table", "policy_attempts_table", "policy_verdict_table", "release_accelerator_memory",
     "results_table", "reward_model_dir", "reward_training_args", "save_figures", "save_world", "screen_pairs",
     "screen_records", "screen_world", "screening_tokenizer", "skip_counts", "split_heldout", "subset_params",
-    "summarise", "train_and_evaluate", "train_one_reward_model", "warn_chance_level", "write_metrics",
+    "summarise", "train_and_evaluate", "train_one_reward_model", "warn_chance_level", "world_bounds_of",
+    "world_bounds_table", "write_metrics",
 ]

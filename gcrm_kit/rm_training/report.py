@@ -96,13 +96,16 @@ def skip_counts(world: RMData, model_dirs: list[Path], rows: list[dict]) -> dict
 def write_metrics(run: Run, p: RMTrainingParams, result: RMTrainingResult, best_of_n: dict | None = None) -> dict:
     """Write the run's metrics.json: the params' identity, the policy's accuracy and attempts, pair counts,
     everything left out, one row per reward model, seed and data size (each with its `objective`), the summary
-    over seeds, the data-size curve and, when measured, the best-of-n curve (`best_of_n`). Returns what it
-    wrote."""
+    over seeds, the data-size curve and, when measured, the world's bounds per split (`world_bounds`: {split:
+    `bounds.WorldBounds.as_dict`}, from ``result.world.world_bounds``) and the best-of-n curve (`best_of_n`).
+    Returns what it wrote."""
     world = result.world
     metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
                "policy_accuracy": world.policy_accuracy, "policy_attempts": world.policy_attempts,
                "pair_stats": world.pair_stats, "skipped": result.skipped, "rows": result.rows,
                "summary": result.summary, "data_size_curve": result.data_size_curve}
+    if world.world_bounds:
+        metrics["world_bounds"] = {split: b.as_dict() for split, b in world.world_bounds.items()}
     if best_of_n is not None:
         metrics["best_of_n"] = best_of_n
     run.write_json("metrics.json", metrics)

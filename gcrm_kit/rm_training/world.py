@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import real_data
+from ..bounds import WorldBounds
 from ..data import GenerationRecord, PreferencePair, load_jsonl, save_jsonl
 from ..params import RMTrainingParams, to_dict
 from ..runs import Run, cached
@@ -38,6 +39,8 @@ class RMData:
     policy_accuracy: dict[str, float] = field(default_factory=dict)
     policy_attempts: list[dict] = field(default_factory=list)
     """toy world: every policy trained, with its verdict check (toyworld.policy.choose_policy)"""
+    world_bounds: dict[str, WorldBounds] = field(default_factory=dict)
+    """per evaluation split, the facts that bound every verifier (`bounds.world_bounds_of`); empty until measured"""
 
 
 def screen_world(world: RMData, tokenizer, max_length: int, source: dict | None = None) -> RMData:

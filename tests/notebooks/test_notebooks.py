@@ -67,6 +67,23 @@ def test_smoke_run(nb, tmp_path, monkeypatch):
         check(metrics, run)
 
 
+def _check_world_bounds(bounds: dict, sets: list[str]):
+    """metrics["world_bounds"] ({set: WorldBounds.as_dict}): one entry per set, shares in [0, 1], AUROCs in [0, 1]
+    or null (one class missing), the first error placed inside the response, tokens counted."""
+    assert sorted(bounds) == sorted(sets)
+    for b in bounds.values():
+        assert b["n_samples"] > 0 and 0 < b["n_questions"] <= b["n_samples"] and b["tokens_generated"] > 0
+        shares = [b["share_correct"], b["vote_accuracy"], b["vote_oracle_saving"], b["first_error_oracle_saving"],
+                  *b["share_correct_by_split"].values()]
+        assert all(0.0 <= v <= 1.0 for v in shares), shares
+        assert set(b["confidence_auroc"]) == {"mean_logprob", "min_logprob", "lowest_group_confidence",
+                                              "tail_confidence"}
+        assert all(v is None or 0.0 <= v <= 1.0 for v in b["confidence_auroc"].values())
+        fe = b["first_error"]
+        assert sum(fe["histogram"]) == fe["n_located"]
+        assert fe["mean"] is None or 0.0 <= fe["mean"] < 1.0
+
+
 def _check_rm_training(metrics, run):
     import yaml
 
@@ -89,6 +106,10 @@ def _check_rm_training(metrics, run):
             assert v != v or 0.0 <= v <= 1.0  # NaN only when a split has one class
     for split, acc in metrics["policy_accuracy"].items():
         assert 0.0 <= acc <= 1.0
+    _check_world_bounds(metrics["world_bounds"], params["evaluation"]["splits"])
+    for b in metrics["world_bounds"].values():  # one sample per question: the vote is that sample
+        assert b["n_questions"] == b["n_samples"] and b["vote_oracle_saving"] == 0.0
+        assert abs(b["vote_accuracy"] - b["share_correct"]) < 1e-12
     for name in names:
         d = run / "reward_models" / f"{name}_seed{params['rm_seeds'][0]}"
         assert (d / "config.json").is_file() and (d / "prototypes" / "correct.pt").is_file()
@@ -162,6 +183,11 @@ def _check_filtering(metrics, run):
         assert online[m]["seconds"] > 0
     assert online["none"]["policy_tokens"] == online["generate_all"]["policy_tokens"]
     assert (run / "per_question.csv").is_file()
+    _check_world_bounds(metrics["world_bounds"], ["test"])
+    test = metrics["world_bounds"]["test"]  # the samples the methods used
+    assert (test["n_samples"], test["share_correct"]) == (metrics["samples"]["test"]["samples"],
+                                                          metrics["samples"]["test"]["share_correct"])
+    assert test["n_questions"] == metrics["samples"]["test"]["questions"] and test["vote_oracle_saving"] > 0.0
     for fig in ("frontier", "qvalue_traces", "online_cost"):
         assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
 
