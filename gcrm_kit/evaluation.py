@@ -204,3 +204,43 @@ def oracle_accuracy(correct: np.ndarray, ns: list[int]) -> np.ndarray:
     Q, N = correct.shape
     c = correct.sum(1)
     return np.array([float(np.mean([1.0 - math.comb(N - k, n) / math.comb(N, n) for k in c])) for n in ns])
+
+
+# ProcessBench (Zheng et al. 2024): each solution's label is the index of its first wrong step, -1 when every step is
+# right; a reader predicts such an index. Two accuracies, one per kind of solution, and their harmonic mean, so a
+# reader that calls everything right (or everything wrong at step 0) scores F1 0 however the set is balanced.
+
+
+def processbench_scores(predicted: Sequence[int], labels: Sequence[int]) -> dict:
+    """ProcessBench's metric of first-wrong-step predictions. predicted, labels: (N,) integers, each a step index
+    (0-based) or -1 (no wrong step).
+
+    Returns {"acc_erroneous": share of solutions with a wrong step (label >= 0) whose prediction is exactly the
+    label, "acc_correct": share of all-right solutions (label -1) predicted -1, "f1": their harmonic mean,
+    "n_erroneous", "n_correct"}. An accuracy over no solutions is NaN (undefined, not 0), and so is F1 then: a set
+    without erroneous or without correct solutions cannot give the benchmark's F1. Both accuracies 0 give F1 0.
+    Raises ValueError when the lengths differ or a value is not an integer >= -1."""
+    p, y = _step_indices(predicted, "predicted"), _step_indices(labels, "labels")
+    if len(p) != len(y):
+        raise ValueError(f"{len(p)} predictions for {len(y)} labels; give one prediction per solution")
+    wrong = y >= 0
+    n_err, n_ok = int(wrong.sum()), int((~wrong).sum())
+    acc_err = float((p[wrong] == y[wrong]).mean()) if n_err else float("nan")
+    acc_ok = float((p[~wrong] == -1).mean()) if n_ok else float("nan")
+    if math.isnan(acc_err) or math.isnan(acc_ok):
+        f1 = float("nan")
+    else:
+        f1 = 2 * acc_err * acc_ok / (acc_err + acc_ok) if acc_err + acc_ok > 0 else 0.0
+    return {"acc_erroneous": acc_err, "acc_correct": acc_ok, "f1": f1, "n_erroneous": n_err, "n_correct": n_ok}
+
+
+def _step_indices(values: Sequence[int], name: str) -> np.ndarray:
+    """`values` as an int array; ValueError naming `name` and the first value that is not an integer >= -1 (a bool
+    or a fraction is not one: a label read wrongly would move every score)."""
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < -1:
+            raise ValueError(f"{name}[{i}] must be a step index (an integer >= 0) or -1 (no wrong step), got "
+                             f"{type(v).__name__} {v!r}")
+        out.append(int(v))
+    return np.asarray(out, dtype=int)

@@ -12,6 +12,7 @@ from .pairs import generic_pairs, hh_rlhf_pairs, openmathinstruct_pairs
 from .problems import asdiv_problems, gsm8k_problems, gsm_hard_problems, math_problems, qa_problems, svamp_problems
 from .records import generic_records, gsm8k_model_solutions, helpsteer_records, openmathinstruct_records
 from .rows import Adapted
+from .stepwise import processbench_records, trl_stepwise_records
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ ADAPTERS: dict[str, Adapter] = {
     "openmathinstruct_records": Adapter("records", openmathinstruct_records),
     "gsm8k_model_solutions": Adapter("records", gsm8k_model_solutions),
     "helpsteer": Adapter("records", helpsteer_records),
+    "processbench": Adapter("records", processbench_records),
+    "trl_stepwise": Adapter("records", trl_stepwise_records),
     "gsm8k": Adapter("problems", gsm8k_problems),
     "math": Adapter("problems", math_problems),
     "gsm_hard": Adapter("problems", gsm_hard_problems),
