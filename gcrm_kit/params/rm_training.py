@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from ..toyworld.problems import SPLITS
 from .core import ParamsError, check_device
 from .scale import DataParams, DistributedParams, LoraParams, ModelParams, QuantParams, validate_scale
-from .world import PolicyParams, WorldParams
+from .world import PolicyParams, WorldParams, validate_world
 
 
 @dataclass
@@ -174,6 +174,7 @@ class RMTrainingParams:
         for name in list(self.world.corpus_mixture) + list(self.evaluation.splits) + [e.best_of_n_split]:
             if name not in SPLITS:
                 raise ParamsError(f"unknown split {name!r}; known: {sorted(SPLITS)}")
+        validate_world(self.world)
         if not self.rm_seeds:
             raise ParamsError("rm_seeds: need at least one seed")
         for i, r in enumerate(self.reward_models):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..toyworld.misconceptions import MISCONCEPTIONS
+from .core import ParamsError, to_dict
+
 
 @dataclass
 class WorldParams:
@@ -27,6 +30,38 @@ class WorldParams:
     the running value is wrong (the first wrong step and the ones carrying its error on)"""
     verdict_rate: float = 0.5
     """share of corpus solutions followed by a verdict '|Y' / '|N'"""
+    misconception_rates: dict[str, float] = field(default_factory=dict)
+    """misconception name (toyworld.MISCONCEPTIONS: minus_abs, plus_carry, times_tens, mod_quotient) -> probability
+    that a corpus solution of a question containing its operator holds it; a held misconception replaces that
+    operator's rule at every such step of the solution, with the same tokens in the same step format. Empty (the
+    default): every error is a slip. Why: slips are rare random tokens, so the policy's own probabilities flag them;
+    real LMs are also confidently wrong, applying a wrong rule or plan learnt from their data consistently and with
+    high probability (systematic "bugs" as in Brown & Burton 1978), while their self-evaluation can still tell
+    (the verdict stays honest: Kadavath et al. 2022). At a rate above 0.5 the wrong rule is the policy's most
+    likely step on those questions, so neither its confidence nor a beam search on its probability avoids it; one
+    draw per solution makes it commit early, at the first step where the rule bites. Put `hard` in
+    `corpus_mixture` for graded difficulty (docs/toy_world.md, "A world of confident errors")"""
+
+
+#: WorldParams fields added after policies were cached: left out of a policy's cache key while at these values, so
+#: worlds that leave them off keep their cached policies (toyworld.policy.policy_cache_key)
+_KEY_OPTIONAL = {"misconception_rates": {}}
+
+
+def world_key(world: WorldParams) -> dict:
+    """`world` as a plain dict for cache keys: every field, except the options of _KEY_OPTIONAL left at their
+    off value (so the default world's key is the one it had before they existed)."""
+    return {k: v for k, v in to_dict(world).items() if not (k in _KEY_OPTIONAL and v == _KEY_OPTIONAL[k])}
+
+
+def validate_world(world: WorldParams, key: str = "world") -> None:
+    """Check the misconception options; ParamsError naming `key` and the offending entry otherwise."""
+    for name, rate in world.misconception_rates.items():
+        if name not in MISCONCEPTIONS:
+            raise ParamsError(f"{key}.misconception_rates: unknown misconception {name!r}; known: "
+                              f"{sorted(MISCONCEPTIONS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ParamsError(f"{key}.misconception_rates.{name} must be in [0, 1], got {rate}")
 
 
 @dataclass

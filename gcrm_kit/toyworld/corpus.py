@@ -17,6 +17,10 @@ learnable").
 
 Sampled solutions never carry the marks: generation suppresses the correction mark and stops at the EOS, so
 reward models and the verifier only ever see plain solutions; the marks shape the base model's representations.
+
+Besides slips, a solution may hold *misconceptions* (toyworld.misconceptions): wrong rules drawn once per solution
+at given rates and applied at every step of their operator. Their steps are wrong steps like any other: marked,
+and the verdict says N when the answer ends up wrong. Off by default (no rates, no random draws).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .misconceptions import applicable, check_names, step_rule
 from .problems import ANSWER_PREFIX, OPERATORS, STEP_SEP, Problem, SplitSpec, sample_problem
 
 CORRECTION_MARK = "!"
@@ -52,6 +57,7 @@ def noisy_solution(
     correction_mark_rate: float = 0.0,
     verdict_rate: float = 0.0,
     mark_style: str = "step",
+    misconception_rates: dict[str, float] | None = None,
 ) -> tuple[str, bool, str]:
     """Write a solution of `problem` with slips and, at the given rates, marks.
 
@@ -60,25 +66,35 @@ def noisy_solution(
     differs from the right one (the first wrong step and every later one, until a later step happens to bring the
     value back, as `*0` does).
 
+    `misconception_rates` (name -> probability, names from toyworld.MISCONCEPTIONS): for each misconception whose
+    operator the question contains, one draw says whether this solution holds it; a held one replaces its
+    operator's rule at every such step (the writer commits to one approach for the whole solution). Slips then
+    happen on top, around the rule the writer believes. None or {} draws nothing (the default world).
+
     Returns (text, is_correct, verdict): correctness is that of the final answer; verdict is "Y", "N" or ""
     (no verdict), to be written after the EOS.
     """
     if mark_style not in MARK_STYLES:
         raise ValueError(f"mark_style must be one of {MARK_STYLES}, got {mark_style!r}")
     mark = rng.random() < correction_mark_rate
+    held: list[str] = []
+    if misconception_rates:
+        check_names(misconception_rates)
+        held = [n for n in applicable(problem, misconception_rates) if rng.random() < misconception_rates[n]]
     value = true_value = problem.start
     parts: list[str] = []
     for op, d in problem.steps:
         fn = OPERATORS[op][1]
+        believed = step_rule(op, held) if held else fn
         true_value = fn(true_value, d)
-        shown_d, result = d, fn(value, d)
+        shown_d, result = d, believed(value, d)
         wrong = rng.random() < slips.step_error_rate
         if wrong:
             if rng.random() < slips.operand_slip_share:
                 lo = 2 if op == "%" else 1
                 choices = [x for x in range(lo, 10) if x != d]
                 shown_d = int(rng.choice(choices))
-                result = fn(value, shown_d)
+                result = believed(value, shown_d)
             else:
                 result = int(rng.choice([x for x in range(10) if x != result]))
         step = f"{value}{op}{shown_d}={result}"
@@ -108,14 +124,17 @@ def build_corpus(
     correction_mark_rate: float,
     verdict_rate: float,
     mark_style: str = "step",
+    misconception_rates: dict[str, float] | None = None,
 ) -> list[tuple[str, str, str]]:
-    """Draw `n` (prompt, solution, verdict) examples from a weighted mixture of problem distributions."""
+    """Draw `n` (prompt, solution, verdict) examples from a weighted mixture of problem distributions, each written
+    by noisy_solution (slips, marks and, at `misconception_rates`, misconceptions)."""
     weights = np.array([w for _, w in mixture], dtype=float)
     weights /= weights.sum()
     which = rng.choice(len(mixture), size=n, p=weights)
     out = []
     for k in which:
         prob = sample_problem(rng, mixture[k][0])
-        text, _, verdict = noisy_solution(prob, rng, slips, correction_mark_rate, verdict_rate, mark_style)
+        text, _, verdict = noisy_solution(prob, rng, slips, correction_mark_rate, verdict_rate, mark_style,
+                                          misconception_rates)
         out.append((prob.prompt, text, verdict))
     return out

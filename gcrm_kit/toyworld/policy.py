@@ -19,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArgumen
 from ..data import Encoded, LMCollator, encode, pad_ids
 from ..evaluation import auroc
 from ..params import PolicyParams, WorldParams, to_dict
+from ..params.world import world_key
 from ..io import atomic_write_json, normal_permissions, to_jsonable
 from ..runs import cached, seed_everything
 from ..training import OpenPermissions, resume_checkpoint
@@ -52,7 +53,7 @@ def make_corpus(world: WorldParams, seed: int) -> list[tuple[str, str, str]]:
     mixture = [(SPLITS[name], w) for name, w in world.corpus_mixture.items()]
     slips = SlipModel(world.step_error_rate, world.operand_slip_share)
     return build_corpus(rng, mixture, world.corpus_size, slips, world.correction_mark_rate, world.verdict_rate,
-                        world.correction_mark_style)
+                        world.correction_mark_style, world.misconception_rates)
 
 
 def corpus_example(tokenizer, prompt: str, solution: str, verdict: str) -> Encoded:
@@ -139,7 +140,7 @@ _ACCEPTANCE_FIELDS = ("min_verdict_auroc", "max_attempts")
 
 def policy_cache_key(world: WorldParams, policy: PolicyParams, seed: int) -> dict:
     trained = {k: v for k, v in to_dict(policy).items() if k not in _ACCEPTANCE_FIELDS}
-    return {"artifact": "toy_policy", "version": 2, "world": to_dict(world), "policy": trained, "seed": seed}
+    return {"artifact": "toy_policy", "version": 2, "world": world_key(world), "policy": trained, "seed": seed}
 
 
 def get_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: Path) -> Path:
@@ -157,7 +158,8 @@ def get_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: 
 
 def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int = 1000) -> float:
     """AUROC of the policy's own verdict (verdict_scores) for the correctness of `n` fresh `id` solutions written
-    the corpus's way (same slips, no marks), from a random stream the corpus and the samples never use.
+    the corpus's way (same slips and misconceptions, no marks), from a random stream the corpus and the samples never
+    use.
 
     It measures what a reward model initialised from this policy will find in the EOS state, without sampling and
     without touching any evaluation data. On the toy default it tracks the AUROC on the policy's own sampled `id`
@@ -168,7 +170,7 @@ def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int 
     prompts, responses, labels = [], [], []
     for _ in range(n):
         problem = sample_problem(rng, SPLITS["id"])
-        text, correct, _ = noisy_solution(problem, rng, slips)
+        text, correct, _ = noisy_solution(problem, rng, slips, misconception_rates=world.misconception_rates)
         prompts.append(problem.prompt)
         responses.append(text)
         labels.append(correct)

@@ -165,13 +165,23 @@ def parse_prompt(prompt: str) -> Problem:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """A distribution of problems: number of steps, allowed operators, which must appear, and the wording."""
+    """A distribution of problems: number of steps, allowed operators, which must appear, and the wording.
+
+    `operator_weights` (one weight per character of `operators`; None: uniform) makes some operators more frequent,
+    as a hard split makes the features that invite misconceptions (toyworld.misconceptions) more frequent."""
 
     min_steps: int
     max_steps: int
     operators: str = "+-*"
     required_operator: str | None = None
     wording: str = "symbolic"
+    operator_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        w = self.operator_weights
+        if w is not None and (len(w) != len(self.operators) or min(w) < 0 or sum(w) <= 0):
+            raise ValueError(f"operator_weights {w}: need one weight >= 0 per operator of {self.operators!r}, "
+                             "not all zero")
 
 
 #: The in-distribution split the reward models are trained on, and out-of-distribution splits in the spirit of
@@ -182,13 +192,21 @@ SPLITS: dict[str, SplitSpec] = {
     "long_chain": SplitSpec(6, 7, "+-*"),
     "new_operator": SplitSpec(3, 5, "+-*%", required_operator="%"),
     "verbal": SplitSpec(3, 5, "+-*", wording="verbal"),
+    # graded difficulty: longer chains in which `+` and `-`, the operators whose misconceptions bite on about half
+    # of all inputs, make up 90% of the steps; with misconceptions on (WorldParams.misconception_rates) most samples
+    # are wrong, as most samples are on a hard benchmark such as MATH. Used by no default.
+    "hard": SplitSpec(6, 8, "+-*", operator_weights=(0.45, 0.45, 0.1)),
 }
 
 
 def sample_problem(rng: np.random.Generator, spec: SplitSpec) -> Problem:
     """Draw one problem from `spec`. Operands are 1-9 (0 would make '*' and '%' degenerate)."""
     n = int(rng.integers(spec.min_steps, spec.max_steps + 1))
-    ops = [spec.operators[int(rng.integers(len(spec.operators)))] for _ in range(n)]
+    if spec.operator_weights is None:
+        ops = [spec.operators[int(rng.integers(len(spec.operators)))] for _ in range(n)]
+    else:
+        p = np.asarray(spec.operator_weights, dtype=float)
+        ops = [spec.operators[int(rng.choice(len(spec.operators), p=p / p.sum()))] for _ in range(n)]
     if spec.required_operator and spec.required_operator not in ops:
         ops[int(rng.integers(n))] = spec.required_operator
     steps = tuple((op, int(rng.integers(1, 10)) if op != "%" else int(rng.integers(2, 10))) for op in ops)
