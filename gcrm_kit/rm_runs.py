@@ -19,7 +19,7 @@ from pathlib import Path
 from .data import GenerationRecord, load_jsonl
 from .io import project_root, resolve_output_root
 from .notebooks import params_path, run_notebook
-from .params import RMTrainingParams, RewardModelSpec, dump_yaml, from_dict, load_params, read_yaml
+from .params import ParamsError, RMTrainingParams, RewardModelSpec, dump_yaml, from_dict, load_params, read_yaml
 from .runs import CACHE_DIRNAME, strip_run_dir
 from .toyworld.problems import SPLITS
 from .toyworld.sampling import cached_samples
@@ -72,13 +72,20 @@ def reward_model_dir_in(run_dir: Path, spec: RewardModelSpec, rm_seed: int, n_pa
 
 
 def find_rm_run(params: RMTrainingParams) -> Path | None:
-    """The newest finished run folder of notebook 01 made with exactly `params` (ignoring `run_dir`), or None.
-    A run is finished when its metrics.json exists."""
+    """The newest finished run folder of notebook 01 made with `params` (ignoring `run_dir`), or None. A run is
+    finished when its metrics.json exists. A run's params are read back into the params class first, so a field the
+    kit gained since (at its default) does not hide an earlier run; a run whose params no longer read is skipped."""
     want = strip_run_dir(dump_yaml(params))
     base = resolve_output_root(params.output_root) / params.notebook / params.params_stem
     for d in sorted(base.glob("*"), reverse=True):
         f = d / "params.resolved.yaml"
-        if (d / "metrics.json").is_file() and f.is_file() and strip_run_dir(f.read_text()) == want:
+        if not ((d / "metrics.json").is_file() and f.is_file()):
+            continue
+        try:
+            theirs = from_dict(RMTrainingParams, read_yaml(f.read_text()))
+        except ParamsError:
+            continue
+        if strip_run_dir(dump_yaml(theirs)) == want:
             return d
     return None
 

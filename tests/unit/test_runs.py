@@ -110,6 +110,21 @@ def test_find_rm_run_matches_params_and_needs_metrics(tmp_path):
         resolve_rm_run(str(unfinished.dir), "toy")
 
 
+def test_find_rm_run_sees_a_run_made_before_a_field_was_added(tmp_path):
+    """A run's params.resolved.yaml written before the kit gained a field (here: without `device`) still matches
+    params that leave that field at its default; one whose params no longer read is skipped."""
+    from gcrm_kit.rm_runs import find_rm_run
+
+    p = _params(tmp_path)
+    old = start_run(p)
+    f = old.dir / "params.resolved.yaml"
+    f.write_text("\n".join(line for line in f.read_text().splitlines() if not line.startswith("device:")) + "\n")
+    (old.dir / "metrics.json").write_text("{}")
+    assert find_rm_run(p) == old.dir
+    f.write_text(f.read_text() + "no_such_field: 1\n")
+    assert find_rm_run(p) is None
+
+
 def test_atomic_write_gives_normal_permissions(tmp_path):
     import stat
 
