@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_a")
     c.add_argument("run_b")
     c.add_argument("--ignore", nargs="*", default=list(IGNORED),
-                   help=f"key patterns to leave out (fnmatch on the last part of a key); default {list(IGNORED)}")
+                   help=f"key patterns to leave out (fnmatch on a part of a key); default {list(IGNORED)}")
     args = ap.parse_args(argv)
 
     if args.cmd == "compare":

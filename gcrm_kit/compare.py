@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-IGNORED = ("*seconds*", "*_time*", "*wall*", "*run_dir*", "*_dir", "*path*", "*timing*", "*speed*")
+IGNORED = ("*seconds*", "*_time*", "*wall*", "*run_dir*", "*_dir", "*_dirs", "rm_run", "*path*", "*timing*", "*speed*")
 """key patterns left out by default: wall-clock measurements and folders, which differ between any two runs"""
 
 
@@ -44,10 +44,10 @@ class Comparison:
 
 def compare_values(a: Any, b: Any, key: str = "", ignore: tuple[str, ...] = IGNORED,
                    out: Comparison | None = None) -> Comparison:
-    """Walk `a` and `b` (JSON values) together. Floats must be equal exactly (NaN equals NaN); a key whose last
-    part matches a pattern in `ignore` (fnmatch) is left out."""
+    """Walk `a` and `b` (JSON values) together. Floats must be equal exactly (NaN equals NaN); a key one of whose
+    dotted parts (list indices aside) matches a pattern in `ignore` (fnmatch) is left out with all it holds."""
     out = out if out is not None else Comparison()
-    last = key.rsplit(".", 1)[-1]
+    last = key.rsplit(".", 1)[-1].split("[", 1)[0]
     if key and any(fnmatch.fnmatch(last, pat) for pat in ignore):
         out.ignored.append(key)
         return out
