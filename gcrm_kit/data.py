@@ -140,7 +140,8 @@ def check_tokenizer(tokenizer) -> None:
 
 @dataclass
 class Encoded:
-    """Token ids of BOS + prompt + response + EOS, and where the response (with EOS) starts."""
+    """Token ids of BOS + prompt + response + EOS (EOS absent when `encode` left it out), and where the response
+    (with EOS) starts."""
 
     input_ids: list[int]
     response_start: int
@@ -150,14 +151,16 @@ class Encoded:
         return len(self.input_ids) - self.response_start
 
 
-def encode(tokenizer, prompt: str, response: str) -> Encoded:
-    """Tokenise one (prompt, response) in the kit's single format. Raises ValueError on an empty response."""
+def encode(tokenizer, prompt: str, response: str, eos: bool = True) -> Encoded:
+    """Tokenise one (prompt, response) in the kit's single format. `eos` False leaves the final EOS out (BOS +
+    prompt + response), so a reward read at the last token is read at the response's last token, as scorers that
+    add no EOS read it. Raises ValueError on an empty response."""
     if not response:
         raise ValueError("empty response")
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     r = tokenizer(response, add_special_tokens=False)["input_ids"]
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return Encoded(bos + p + r + [tokenizer.eos_token_id], len(bos) + len(p))
+    return Encoded(bos + p + r + ([tokenizer.eos_token_id] if eos else []), len(bos) + len(p))
 
 
 @dataclass

@@ -321,14 +321,16 @@ def reward_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
 @torch.no_grad()
 def score(model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 128,
-          desc: str = "scoring") -> torch.Tensor:
-    """Rewards (N,) for (prompt, response) pairs, in the kit's format, batched."""
+          desc: str = "scoring", eos: bool = True) -> torch.Tensor:
+    """Rewards (N,) for (prompt, response) pairs, in the kit's format, batched. `eos` False scores BOS + prompt +
+    response without the final EOS, so each reward is read at the response's last token (`data.encode`)."""
     from tqdm.auto import tqdm
 
     model.eval()
     out = []
     for s in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
-        seqs = [encode(tokenizer, p, r) for p, r in zip(prompts[s:s + batch_size], responses[s:s + batch_size])]
+        batch = zip(prompts[s:s + batch_size], responses[s:s + batch_size])
+        seqs = [encode(tokenizer, p, r, eos) for p, r in batch]
         b = pad_batch(seqs, tokenizer.pad_token_id)
         dev = next(model.parameters()).device
         r = reward_forward(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), b["position_ids"].to(dev))

@@ -1,5 +1,7 @@
 """Evaluating one trained reward model as a user would load it: held-out pairwise accuracy and, per split, AUROC of
-the final reward for correctness; and the warning for seeds that stayed at chance."""
+the final reward for correctness, read at the EOS (`auroc`, where training reads it) and at the response's last
+token with no EOS appended (`auroc_last_token`, where a scorer that adds no EOS reads it); and the warning for seeds
+that stayed at chance."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from .world import RMData
 
 def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256, device: str | torch.device = "cpu",
                           max_length: int | None = None) -> dict:
-    """Held-out pairwise accuracy and, per split, AUROC of the final reward for correctness; the model is loaded
-    with plain `transformers` from `model_dir`, as a user would. Writes eval_scores.json beside it (per split, one
-    reward per record of `world.eval_records`, null for a record left out).
+    """Held-out pairwise accuracy and, per split, AUROC of the final reward for correctness read at the EOS
+    (`auroc`) and, on the same records, read at the response's last token with the EOS left out
+    (`auroc_last_token`); the model is loaded with plain `transformers` from `model_dir`, as a user would. Writes
+    eval_scores.json beside it (per split, one EOS reward per record of `world.eval_records`, null for a record left
+    out).
 
     Only what training would accept is scored: held-out pairs by `encode_pairs`'s rules, records with a non-empty
     response, both no longer than `max_length` tokens (default: the model's training.max_length in rm_spec.json).
@@ -36,7 +40,7 @@ def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256,
     rc = score(model, tokenizer, [x.prompt for x in held], [x.chosen for x in held], batch_size)
     rr = score(model, tokenizer, [x.prompt for x in held], [x.rejected for x in held], batch_size)
     out = {"pairwise_accuracy": evaluation.pairwise_accuracy(rc, rr), "auroc": {},
-           "skipped": {"heldout": dict(held_skips.skipped), "eval": {}}}
+           "auroc_last_token": {}, "skipped": {"heldout": dict(held_skips.skipped), "eval": {}}}
     scores = {}
     for split, all_recs in world.eval_records.items():
         recs, idx, rep = screen_records(tokenizer, all_recs, max_length)
@@ -44,6 +48,11 @@ def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256,
         s = score(model, tokenizer, [r.prompt for r in recs], [r.response for r in recs], batch_size,
                   desc=f"scoring {split}")
         out["auroc"][split] = evaluation.auroc(s.tolist(), [r.is_correct for r in recs])
+        # the same records without the EOS: the reward at the last content token, where the preference loss never
+        # ranks, as a scorer that appends no EOS reads it
+        last = score(model, tokenizer, [r.prompt for r in recs], [r.response for r in recs], batch_size,
+                     desc=f"scoring {split} (no EOS)", eos=False)
+        out["auroc_last_token"][split] = evaluation.auroc(last.tolist(), [r.is_correct for r in recs])
         aligned = [None] * len(all_recs)
         for i, v in zip(idx, s.tolist()):
             aligned[i] = v

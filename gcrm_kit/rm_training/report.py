@@ -18,6 +18,11 @@ from .screening import merge_skips
 from .world import RMData
 
 
+#: Where the reward is read for the AUROC of correctness -> the key holding it in each row and summary entry: at the
+#: EOS the kit appends (where training reads it), or at the response's last token with no EOS appended.
+READINGS = {"eos": "auroc", "last_token": "auroc_last_token"}
+
+
 @dataclass
 class RMTrainingResult:
     """What notebook 01 produced: per-model metrics (one row per reward model and seed), the summary over
@@ -36,15 +41,19 @@ class RMTrainingResult:
 def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
     """Mean and sample std over seeds of pairwise accuracy and AUROC per split, one entry per reward model:
     {"reward_model", "n_seeds", "pairwise_accuracy": {"mean", "std"}, "auroc": {split: {"mean", "std", "n"}}}
-    (`n`: the seeds whose AUROC is defined)."""
+    (`n`: the seeds whose AUROC is defined), plus "auroc_last_token" shaped like "auroc" when the rows have it (the
+    reward read at the response's last token, no EOS; a row without it counts as undefined)."""
     out = evaluation.summarise_over_seeds(rows, ["reward_model"], ["pairwise_accuracy"])
     for entry in out:
         rs = [r for r in rows if r["reward_model"] == entry["reward_model"]]
         # per split by name, not as a dotted metric path: an evaluation set's name may hold a dot
-        entry["auroc"] = {}
-        for s in splits:
-            mean, std, n = evaluation.mean_std([r["auroc"][s] for r in rs])
-            entry["auroc"][s] = {"mean": mean, "std": std, "n": n}
+        for key in READINGS.values():
+            if key != "auroc" and not any(key in r for r in rs):
+                continue
+            entry[key] = {}
+            for s in splits:
+                mean, std, n = evaluation.mean_std([r.get(key, {}).get(s, float("nan")) for r in rs])
+                entry[key][s] = {"mean": mean, "std": std, "n": n}
     return out
 
 
@@ -131,15 +140,23 @@ def _read_log(d: Path) -> list[dict]:
     return json.loads((d / "training_log.json").read_text())
 
 
-def results_table(result: RMTrainingResult):
-    """Mean ± std over seeds of pairwise accuracy and AUROC per split, one row per reward model (DataFrame)."""
+def results_table(result: RMTrainingResult, read: str = "eos"):
+    """Mean ± std over seeds of pairwise accuracy and AUROC per split, one row per reward model (DataFrame).
+    `read` (a key of `READINGS`): the AUROC of the reward read at the EOS ("eos") or at the response's last token
+    with no EOS ("last_token"). Raises ValueError for another `read`, or for "last_token" on a summary without it."""
     import pandas as pd
 
+    if read not in READINGS:
+        raise ValueError(f"results_table: read={read!r} is not one of {sorted(READINGS)}")
+    key = READINGS[read]
+    if any(key not in e for e in result.summary):
+        raise ValueError(f"results_table: the summary has no {key!r} (a run evaluated before that reading was "
+                         "measured); run notebook 01 again to get it")
     rows = []
     for e in result.summary:
         row = {"reward_model": e["reward_model"], "seeds": e["n_seeds"],
                "pairwise acc": f"{e['pairwise_accuracy']['mean']:.3f} ± {e['pairwise_accuracy']['std']:.3f}"}
-        for s, v in e["auroc"].items():
-            row[f"AUROC {s}"] = f"{v['mean']:.3f} ± {v['std']:.3f}"
+        for s, v in e[key].items():
+            row[f"AUROC {s}" + ("" if read == "eos" else " (last token)")] = f"{v['mean']:.3f} ± {v['std']:.3f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("reward_model")

@@ -104,6 +104,13 @@ def _check_rm_training(metrics, run):
             (spec["contrastive_weight"], spec["grm_weight"])
         for split, v in row["auroc"].items():
             assert v != v or 0.0 <= v <= 1.0  # NaN only when a split has one class
+        assert set(row["auroc_last_token"]) == set(row["auroc"])  # the reward read without the EOS, every split
+        for split, v in row["auroc_last_token"].items():
+            assert v != v or 0.0 <= v <= 1.0
+            assert (v != v) == (row["auroc"][split] != row["auroc"][split])  # same records: defined alike
+    for e in metrics["summary"]:
+        assert set(e["auroc_last_token"]) == set(e["auroc"])
+    assert "(last token)" in (run / "01_rm_training.ipynb").read_text()  # the notebook shows the second table
     for split, acc in metrics["policy_accuracy"].items():
         assert 0.0 <= acc <= 1.0
     _check_world_bounds(metrics["world_bounds"], params["evaluation"]["splits"])
