@@ -285,7 +285,8 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class RewardOutput:
-    """hidden: (B, T, D) final-layer states after the final norm; rewards: (B,) scalar reward at the EOS;
+    """hidden: (B, T, D) final-layer states after the final norm; rewards: (B,) scalar reward at the last non-pad
+    token (the EOS in the kit's format);
     token_rewards: (B, T) the head applied at every position."""
 
     hidden: torch.Tensor

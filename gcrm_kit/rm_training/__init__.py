@@ -10,7 +10,8 @@ Files and their jobs:
 - `pairs.py`: one (correct, incorrect) pair per question, and the held-out split;
 - `fit.py`: the training body of one reward model (in this process or every launched one);
 - `finish.py`: after training, the checkpoint check, the `correct` prototype and the DONE mark;
-- `evaluate.py`: held-out pairwise accuracy and AUROC per split of one trained model;
+- `evaluate.py`: held-out pairwise accuracy and AUROC per split of one trained model, the reward read at the EOS
+  and at the response's last token;
 - `train.py`: one model in-process or through the launcher, and every model x seed x data size with metrics.json;
 - `report.py`: summaries over seeds, the data-size curve, skip counts, `write_metrics`, `save_figures`, the table;
 - `best_of_n.py`: the best-of-n curve with each reward model as the judge and the verifier as the gold;
