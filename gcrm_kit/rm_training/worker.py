@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from ..data import PreferencePair, load_jsonl
 from ..launch_worker import exit_now, run_job
-from ..params import RMTrainingParams, RewardModelSpec, from_dict
+from ..params import RMTrainingParams, RewardModelSpec, from_dict, read_yaml
 from .fit import fit_reward_model
 
 
 def fit_reward_model_job(job: dict) -> None:
     """Train one reward model: job keys params_file, pairs_file, policy_dir, spec, rm_seed, out_dir."""
-    p = from_dict(RMTrainingParams, yaml.safe_load(Path(job["params_file"]).read_text()))
+    p = from_dict(RMTrainingParams, read_yaml(Path(job["params_file"]).read_text()))
     pairs = load_jsonl(job["pairs_file"], PreferencePair)
     spec = from_dict(RewardModelSpec, job["spec"])
     fit_reward_model(p, Path(job["policy_dir"]), pairs, spec, int(job["rm_seed"]), Path(job["out_dir"]))
