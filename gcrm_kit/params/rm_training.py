@@ -90,7 +90,8 @@ class RewardTrainingParams:
 class EvaluationParams:
     """Sampled solutions per split scored by every reward model (AUROC for correctness)."""
 
-    splits: list[str] = field(default_factory=lambda: ["id", "short_chain", "long_chain", "new_operator", "verbal"])
+    splits: list[str] = field(default_factory=lambda: ["id", "short_chain", "long_chain", "new_operator", "verbal",
+                                                       "hard"])
     n_questions: int = 500
     """questions per split, one sampled solution each"""
     temperature: float = 1.0

@@ -9,6 +9,11 @@ from ..toyworld.misconceptions import MISCONCEPTIONS
 from .core import ParamsError, to_dict
 
 
+#: the world of confident errors, the default (docs/toy_world.md): above 0.5, so on the questions a misconception
+#: concerns the wrong rule is the corpus's most likely step
+DEFAULT_MISCONCEPTION_RATES = {"minus_abs": 0.7, "plus_carry": 0.6, "times_tens": 0.6, "mod_quotient": 0.6}
+
+
 @dataclass
 class WorldParams:
     """The toy world: how the base model's corpus is made (see gcrm_kit.toyworld)."""
@@ -16,9 +21,10 @@ class WorldParams:
     corpus_size: int = 30000
     """number of (question, solution) examples the base policy is trained on"""
     corpus_mixture: dict[str, float] = field(default_factory=lambda: {
-        "id": 0.4, "short_chain": 0.1, "long_chain": 0.2, "new_operator": 0.15, "verbal": 0.15})
+        "id": 0.35, "short_chain": 0.1, "long_chain": 0.15, "new_operator": 0.15, "verbal": 0.1, "hard": 0.15})
     """weights of the problem distributions in the base corpus (names from toyworld.SPLITS): the base model
-    knows every split; reward models are trained on `id` alone"""
+    knows every split; reward models are trained on `id` alone. The world of slips (params `slips`) has no
+    `hard` split: {id: 0.4, short_chain: 0.1, long_chain: 0.2, new_operator: 0.15, verbal: 0.15}"""
     step_error_rate: float = 0.12
     """probability that a corpus solution's step is wrong"""
     operand_slip_share: float = 0.25
@@ -30,27 +36,36 @@ class WorldParams:
     the running value is wrong (the first wrong step and the ones carrying its error on)"""
     verdict_rate: float = 0.5
     """share of corpus solutions followed by a verdict '|Y' / '|N'"""
-    misconception_rates: dict[str, float] = field(default_factory=dict)
+    misconception_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MISCONCEPTION_RATES))
     """misconception name (toyworld.MISCONCEPTIONS: minus_abs, plus_carry, times_tens, mod_quotient) -> probability
     that a corpus solution of a question containing its operator holds it; a held misconception replaces that
-    operator's rule at every such step of the solution, with the same tokens in the same step format. Empty (the
-    default): every error is a slip. Why: slips are rare random tokens, so the policy's own probabilities flag them;
+    operator's rule at every such step of the solution, with the same tokens in the same step format. The default
+    is the world of confident errors (DEFAULT_MISCONCEPTION_RATES); empty (params `slips`): every error is a slip. Why: slips are rare random tokens, so the policy's own probabilities flag them;
     real LMs are also confidently wrong, applying a wrong rule or plan learnt from their data consistently and with
     high probability (systematic "bugs" as in Brown & Burton 1978), while their self-evaluation can still tell
     (the verdict stays honest: Kadavath et al. 2022). At a rate above 0.5 the wrong rule is the policy's most
     likely step on those questions, so neither its confidence nor a beam search on its probability avoids it; one
     draw per solution makes it commit early, at the first step where the rule bites. Put `hard` in
     `corpus_mixture` for graded difficulty (docs/toy_world.md, "A world of confident errors")"""
+    misconception_min_count: int = 1
+    """a misconception of `misconception_rates` is drawn for only on questions with at least this many steps of its
+    operator (1: every question containing the operator). Why: held by a coin flip on every question, a
+    misconception leaves the policy torn (rate vs 1 - rate) at the steps where it bites, and that hesitation is what
+    confidence readers such as DeepConf's group confidence pick up. A real LM that is confidently wrong is wrong on
+    the questions that trip it, and near-deterministically so: errors become systematic as a question leans
+    harder on one operation (Dziri et al. 2023, "Faith and Fate"). With a count of 3 and rates near 1, the
+    policy can tell from the question alone when it will apply the wrong rule, and applies it without hesitation;
+    longer questions trip it more often, which grades difficulty (docs/toy_world.md, "A world of confident errors")"""
 
 
 #: WorldParams fields added after policies were cached: left out of a policy's cache key while at these values, so
-#: worlds that leave them off keep their cached policies (toyworld.policy.policy_cache_key)
-_KEY_OPTIONAL = {"misconception_rates": {}}
+#: worlds that leave them off (the world of slips) keep their cached policies (toyworld.policy.policy_cache_key)
+_KEY_OPTIONAL = {"misconception_rates": {}, "misconception_min_count": 1}
 
 
 def world_key(world: WorldParams) -> dict:
     """`world` as a plain dict for cache keys: every field, except the options of _KEY_OPTIONAL left at their
-    off value (so the default world's key is the one it had before they existed)."""
+    off value (so the world of slips keeps the key it had before they existed)."""
     return {k: v for k, v in to_dict(world).items() if not (k in _KEY_OPTIONAL and v == _KEY_OPTIONAL[k])}
 
 
@@ -62,6 +77,9 @@ def validate_world(world: WorldParams, key: str = "world") -> None:
                               f"{sorted(MISCONCEPTIONS)}")
         if not 0.0 <= rate <= 1.0:
             raise ParamsError(f"{key}.misconception_rates.{name} must be in [0, 1], got {rate}")
+    if not isinstance(world.misconception_min_count, int) or world.misconception_min_count < 1:
+        raise ParamsError(f"{key}.misconception_min_count must be an integer >= 1, got "
+                          f"{world.misconception_min_count!r}")
 
 
 @dataclass

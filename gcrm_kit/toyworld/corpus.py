@@ -58,6 +58,7 @@ def noisy_solution(
     verdict_rate: float = 0.0,
     mark_style: str = "step",
     misconception_rates: dict[str, float] | None = None,
+    misconception_min_count: int = 1,
 ) -> tuple[str, bool, str]:
     """Write a solution of `problem` with slips and, at the given rates, marks.
 
@@ -70,6 +71,8 @@ def noisy_solution(
     operator the question contains, one draw says whether this solution holds it; a held one replaces its
     operator's rule at every such step (the writer commits to one approach for the whole solution). Slips then
     happen on top, around the rule the writer believes. None or {} draws nothing (the default world).
+    `misconception_min_count`: only questions with at least this many steps of the operator draw for it
+    (misconceptions.applicable).
 
     Returns (text, is_correct, verdict): correctness is that of the final answer; verdict is "Y", "N" or ""
     (no verdict), to be written after the EOS.
@@ -80,7 +83,8 @@ def noisy_solution(
     held: list[str] = []
     if misconception_rates:
         check_names(misconception_rates)
-        held = [n for n in applicable(problem, misconception_rates) if rng.random() < misconception_rates[n]]
+        held = [n for n in applicable(problem, misconception_rates, misconception_min_count)
+                if rng.random() < misconception_rates[n]]
     value = true_value = problem.start
     parts: list[str] = []
     for op, d in problem.steps:
@@ -125,9 +129,10 @@ def build_corpus(
     verdict_rate: float,
     mark_style: str = "step",
     misconception_rates: dict[str, float] | None = None,
+    misconception_min_count: int = 1,
 ) -> list[tuple[str, str, str]]:
     """Draw `n` (prompt, solution, verdict) examples from a weighted mixture of problem distributions, each written
-    by noisy_solution (slips, marks and, at `misconception_rates`, misconceptions)."""
+    by noisy_solution (slips, marks and, at `misconception_rates` and `misconception_min_count`, misconceptions)."""
     weights = np.array([w for _, w in mixture], dtype=float)
     weights /= weights.sum()
     which = rng.choice(len(mixture), size=n, p=weights)
@@ -135,6 +140,6 @@ def build_corpus(
     for k in which:
         prob = sample_problem(rng, mixture[k][0])
         text, _, verdict = noisy_solution(prob, rng, slips, correction_mark_rate, verdict_rate, mark_style,
-                                          misconception_rates)
+                                          misconception_rates, misconception_min_count)
         out.append((prob.prompt, text, verdict))
     return out

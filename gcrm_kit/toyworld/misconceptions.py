@@ -62,11 +62,18 @@ def step_rule(op: str, held: Iterable[str]) -> Callable[[int, int], int]:
     return OPERATORS[op][1]
 
 
-def applicable(problem: Problem, rates: dict[str, float]) -> list[str]:
-    """The misconceptions of `rates` (name -> rate) with a positive rate whose operator the question contains, in
-    the order of `rates`: those a corpus solution of `problem` draws for (one draw each)."""
-    ops = {op for op, _ in problem.steps}
-    return [name for name, rate in rates.items() if rate > 0 and MISCONCEPTIONS[name].operator in ops]
+def applicable(problem: Problem, rates: dict[str, float], min_count: int = 1) -> list[str]:
+    """The misconceptions of `rates` (name -> rate) with a positive rate whose operator the question contains at
+    least `min_count` times, in the order of `rates`: those a corpus solution of `problem` draws for (one draw
+    each). With `min_count` 1 every question containing the operator can trigger it; with more, only questions
+    that lean on the operator (toyworld.WorldParams.misconception_min_count says why)."""
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    counts: dict[str, int] = {}
+    for op, _ in problem.steps:
+        counts[op] = counts.get(op, 0) + 1
+    return [name for name, rate in rates.items()
+            if rate > 0 and counts.get(MISCONCEPTIONS[name].operator, 0) >= min_count]
 
 
 def misconception_solution(problem: Problem, held: Iterable[str]) -> str:

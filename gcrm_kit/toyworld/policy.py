@@ -53,7 +53,8 @@ def make_corpus(world: WorldParams, seed: int) -> list[tuple[str, str, str]]:
     mixture = [(SPLITS[name], w) for name, w in world.corpus_mixture.items()]
     slips = SlipModel(world.step_error_rate, world.operand_slip_share)
     return build_corpus(rng, mixture, world.corpus_size, slips, world.correction_mark_rate, world.verdict_rate,
-                        world.correction_mark_style, world.misconception_rates)
+                        world.correction_mark_style, world.misconception_rates,
+                        world.misconception_min_count)
 
 
 def corpus_example(tokenizer, prompt: str, solution: str, verdict: str) -> Encoded:
@@ -170,7 +171,8 @@ def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int 
     prompts, responses, labels = [], [], []
     for _ in range(n):
         problem = sample_problem(rng, SPLITS["id"])
-        text, correct, _ = noisy_solution(problem, rng, slips, misconception_rates=world.misconception_rates)
+        text, correct, _ = noisy_solution(problem, rng, slips, misconception_rates=world.misconception_rates,
+                                          misconception_min_count=world.misconception_min_count)
         prompts.append(problem.prompt)
         responses.append(text)
         labels.append(correct)

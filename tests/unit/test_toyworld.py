@@ -188,4 +188,4 @@ def test_verdict_check_scores_fresh_solutions_with_the_policys_verdict(tiny_poli
     assert 0.0 <= a <= 1.0 and a == verdict_check(tiny_policy_dir, WorldParams(), seed=0, n=200)
     assert a != verdict_check(tiny_policy_dir, WorldParams(), seed=1, n=200)  # another seed, other solutions
     with pytest.raises(ValueError, match="step_error_rate"):
-        verdict_check(tiny_policy_dir, WorldParams(step_error_rate=0.0), seed=0, n=50)
+        verdict_check(tiny_policy_dir, WorldParams(step_error_rate=0.0, misconception_rates={}), seed=0, n=50)

@@ -1,6 +1,7 @@
 """The confident-errors options of the toy world (toyworld.misconceptions, WorldParams.misconception_rates, the
 `hard` split): the verifier finds a misconception's first wrong step, a misconception solution looks like a right
-one, the corpus writes misconceptions at their rates, `hard` is harder, and the default world is unchanged."""
+one, the corpus writes misconceptions at their rates, `hard` is harder, the world of slips (params `slips`) writes
+the corpus it wrote before the options existed, and the default world is the world of confident errors."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from gcrm_kit.params import ParamsError, PolicyParams, WorldParams, load_params,
 from gcrm_kit.toyworld import (MISCONCEPTIONS, SPLITS, Problem, SlipModel, SplitSpec, build_corpus, first_biting_step,
                                misconception_solution, noisy_solution, parse_prompt, sample_problem, strip_marks,
                                verify)
+from gcrm_kit.toyworld.misconceptions import applicable
 from gcrm_kit.toyworld.policy import make_corpus, policy_cache_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
 STEP = re.compile(r"^\d[+\-*%]\d=\d$")
-#: the rates of params/01_rm_training/confident_errors.yaml
+#: the default rates (WorldParams.misconception_rates)
 CONFIDENT = {"minus_abs": 0.7, "plus_carry": 0.6, "times_tens": 0.6, "mod_quotient": 0.6}
 
 
@@ -136,23 +138,31 @@ def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj).encode()).hexdigest()
 
 
-def test_default_world_writes_the_same_corpus_as_before():
-    world = WorldParams(corpus_size=3000)
+#: the world of slips: params/01_rm_training/slips.yaml's world, the default before misconceptions were
+SLIPS = dict(misconception_rates={},
+             corpus_mixture={"id": 0.4, "short_chain": 0.1, "long_chain": 0.2, "new_operator": 0.15, "verbal": 0.15})
+
+
+def test_world_of_slips_writes_the_same_corpus_as_before():
+    world = WorldParams(corpus_size=3000, **SLIPS)
     assert _sha(make_corpus(world, 0)) == _OLD_CORPORA["make_corpus"]
-    world = WorldParams(corpus_size=2000, correction_mark_style="state")
+    world = WorldParams(corpus_size=2000, correction_mark_style="state", **SLIPS)
     assert _sha(make_corpus(world, 3)) == _OLD_CORPORA["make_corpus_state"]
     mixture = [(SPLITS[n], 1.0) for n in ("id", "short_chain", "long_chain", "new_operator", "verbal")]
     corpus = build_corpus(np.random.default_rng(5), mixture, 2000, SlipModel(0.3, 0.4), 0.7, 0.6, "step")
     assert _sha(corpus) == _OLD_CORPORA["build_corpus"]
 
 
-def test_default_world_keeps_its_policy_cache_key():
+def test_world_of_slips_keeps_its_policy_cache_key():
     """Cached policies of worlds without misconceptions stay valid; a world with them gets its own policy."""
-    key = policy_cache_key(WorldParams(), PolicyParams(), 0)
+    key = policy_cache_key(WorldParams(**SLIPS), PolicyParams(), 0)
     assert set(key["world"]) == {"corpus_size", "corpus_mixture", "step_error_rate", "operand_slip_share",
                                  "correction_mark_rate", "correction_mark_style", "verdict_rate"}
     on = policy_cache_key(WorldParams(misconception_rates={"minus_abs": 0.5}), PolicyParams(), 0)
     assert on["world"]["misconception_rates"] == {"minus_abs": 0.5} and on != key
+    assert "misconception_min_count" not in on["world"]  # left out at 1, so the default world keeps its key too
+    three = policy_cache_key(WorldParams(misconception_min_count=3), PolicyParams(), 0)
+    assert three["world"]["misconception_min_count"] == 3
 
 
 @pytest.mark.parametrize("rates, message", [
@@ -168,12 +178,43 @@ def test_bad_misconception_rates_are_refused(tmp_path, rates, message):
     assert str(e.value) == f"{f}: {message}"
 
 
-def test_confident_errors_params_are_a_short_diff_over_toy():
+def test_slips_params_are_a_short_diff_over_toy():
     toy = to_dict(load_params("01_rm_training", ROOT / "params" / "01_rm_training" / "toy.yaml"))
-    new = to_dict(load_params("01_rm_training", ROOT / "params" / "01_rm_training" / "confident_errors.yaml"))
-    changed = {k for k in toy if toy[k] != new[k]}
+    slips = to_dict(load_params("01_rm_training", ROOT / "params" / "01_rm_training" / "slips.yaml"))
+    changed = {k for k in toy if toy[k] != slips[k]}
     assert changed == {"params_name", "world", "evaluation"}
-    assert {k for k in toy["world"] if toy["world"][k] != new["world"][k]} == {"misconception_rates", "corpus_mixture"}
-    assert new["world"]["misconception_rates"] == CONFIDENT and "hard" in new["world"]["corpus_mixture"]
-    assert "hard" in new["evaluation"]["splits"]
-    assert WorldParams().misconception_rates == {}  # off by default
+    assert {k for k in toy["world"] if toy["world"][k] != slips["world"][k]} == {"misconception_rates",
+                                                                               "corpus_mixture"}
+    assert toy["world"]["misconception_rates"] == CONFIDENT and "hard" in toy["world"]["corpus_mixture"]
+    assert {k: slips["world"][k] for k in SLIPS} == SLIPS
+    assert "hard" in toy["evaluation"]["splits"] and "hard" not in slips["evaluation"]["splits"]
+    for nb in ("02_representation_analysis", "03_filtering", "04_steering"):
+        later = load_params(nb, ROOT / "params" / nb / "slips.yaml")
+        assert later.rm_params == "slips"
+
+
+def test_misconception_min_count_limits_which_questions_trigger():
+    """With a count of 3, only questions with three steps of an operator draw for its misconception; the
+    corpus then holds it at its rate there and never elsewhere."""
+    two_minus = Problem(8, (("-", 3), ("+", 1), ("-", 9)))
+    three_minus = Problem(8, (("-", 3), ("-", 1), ("-", 9)))
+    assert applicable(two_minus, {"minus_abs": 1.0}) == ["minus_abs"]
+    assert applicable(two_minus, {"minus_abs": 1.0}, 3) == []
+    assert applicable(three_minus, {"minus_abs": 1.0}, 3) == ["minus_abs"]
+    with pytest.raises(ValueError, match="min_count must be >= 1"):
+        applicable(three_minus, {"minus_abs": 1.0}, 0)
+    rng = np.random.default_rng(0)
+    untouched = [noisy_solution(two_minus, rng, SlipModel(0.0), misconception_rates={"minus_abs": 1.0},
+                                misconception_min_count=3)[0] for _ in range(20)]
+    held = [noisy_solution(three_minus, rng, SlipModel(0.0), misconception_rates={"minus_abs": 1.0},
+                           misconception_min_count=3)[0] for _ in range(20)]
+    assert set(untouched) == {"8-3=5;5+1=6;6-9=7;A:7"}
+    assert set(held) == {misconception_solution(three_minus, ["minus_abs"])}
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "two"])
+def test_bad_misconception_min_count_is_refused(tmp_path, value):
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"world:\n  misconception_min_count: {value}\n")
+    with pytest.raises(ParamsError, match="misconception_min_count"):
+        load_params("01_rm_training", f)
