@@ -5,6 +5,7 @@
     gcrm run 01_rm_training --params toy --run-dir outputs/01_rm_training/toy/<run>   # resume that run
     gcrm check                                    # validate every params file
     gcrm compare <run a> <run b>                  # which metrics differ between two runs
+    gcrm ship-policy --params toy                 # train notebook 01's toy policy and ship it with the kit
 
 The params file is read into the notebook's params dataclass first (unknown keys and wrong types stop the run
 before anything starts), the run folder is created, then papermill executes the notebook with the resolved
@@ -19,9 +20,11 @@ import sys
 from papermill.exceptions import PapermillExecutionError
 
 from .compare import IGNORED, compare_runs
-from .io import project_root
+from .io import project_root, resolve_output_root
 from .notebooks import FAILED_MARKER, params_path, run_notebook
 from .params import NOTEBOOK_PARAMS, ParamsError, load_params
+from .runs import CACHE_DIRNAME
+from .toyworld.policy import ship_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_b")
     c.add_argument("--ignore", nargs="*", default=list(IGNORED),
                    help=f"key patterns to leave out (fnmatch on a part of a key); default {list(IGNORED)}")
+    sp = sub.add_parser("ship-policy", help="train (or take from the cache) the toy policy notebook 01 uses with "
+                                             "these params and write it under gcrm_kit/toyworld/shipped/")
+    sp.add_argument("--params", default="toy", help="a notebook-01 params name or YAML path")
     args = ap.parse_args(argv)
 
     if args.cmd == "compare":
@@ -52,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
                     load_params(nb, f)
                     n += 1
             print(f"[gcrm] {n} params files valid")
+            return 0
+        if args.cmd == "ship-policy":
+            p = load_params("01_rm_training", params_path("01_rm_training", args.params))
+            folder = ship_policy(p.world, p.policy, p.seed, resolve_output_root(p.output_root) / CACHE_DIRNAME,
+                                 built_by=f"gcrm ship-policy --params {args.params}")
+            print(f"[gcrm] shipped policy: {folder}")
             return 0
         notebooks = sorted(NOTEBOOK_PARAMS) if args.notebook == "all" else [args.notebook]
         if args.notebook != "all" and args.notebook not in NOTEBOOK_PARAMS:

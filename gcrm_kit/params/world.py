@@ -105,3 +105,8 @@ class PolicyParams:
     `id` solutions with at least this AUROC (toyworld.policy.verdict_check); 0 accepts the first policy unchecked"""
     max_attempts: int = 3
     """policies tried (seeds seed, seed + 1, ...) before going on with the best one and a warning"""
+    shipped: bool = True
+    """use the policy shipped with the kit when one was built from exactly this world, these policy params and this
+    seed (gcrm_kit/toyworld/shipped/, made by `gcrm ship-policy`; checked file by file against its recorded hashes);
+    false trains it from scratch. Why: training the default world's policy is most of `make toy`'s time on a CPU,
+    and every user would train the same one (docs/toy_world.md, "The shipped policy")"""

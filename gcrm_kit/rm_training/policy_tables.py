@@ -35,14 +35,16 @@ def policy_verdict_table(world: RMData, batch_size: int = 256):
 
 
 def policy_attempts_table(world: RMData):
-    """Toy world: every policy trained for this run, its verdict check and which one was used (pandas DataFrame,
-    one row per policy seed; empty for a real-data world)."""
+    """Toy world: every policy tried for this run, its verdict check, which one was used and whether it was trained
+    or copied from the kit's shipped policy (pandas DataFrame, one row per policy seed; empty for a real-data
+    world)."""
     import pandas as pd
 
     rows = [{"policy seed": a["seed"], "verdict AUROC (fresh corpus-style id solutions)": a["verdict_auroc"],
-             "accepted": a["accepted"], "used": a["used"]} for a in world.policy_attempts]
+             "accepted": a["accepted"], "used": a["used"], "source": a.get("source", "trained")}
+            for a in world.policy_attempts]
     return pd.DataFrame(rows, columns=["policy seed", "verdict AUROC (fresh corpus-style id solutions)", "accepted",
-                                       "used"]).set_index("policy seed")
+                                       "used", "source"]).set_index("policy seed")
 
 
 def policy_accuracy_table(world: RMData):

@@ -6,6 +6,8 @@ The result is a standard HF checkpoint folder (config, weights, tokenizer) that 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -22,6 +24,7 @@ from ..params import PolicyParams, WorldParams, to_dict
 from ..params.world import world_key
 from ..io import atomic_write_json, normal_permissions, to_jsonable
 from ..runs import cached, seed_everything
+from .shipped import copy_shipped, find_shipped, ship
 from ..training import OpenPermissions, resume_checkpoint
 from .corpus import VERDICT_NO, VERDICT_YES, SlipModel, build_corpus, noisy_solution
 from .problems import SPLITS, sample_problem
@@ -136,7 +139,7 @@ def train_policy(world: WorldParams, policy: PolicyParams, seed: int, out_dir: P
 
 
 #: PolicyParams fields that decide which trained policy is used, not how one is trained (left out of its cache key)
-_ACCEPTANCE_FIELDS = ("min_verdict_auroc", "max_attempts")
+_ACCEPTANCE_FIELDS = ("min_verdict_auroc", "max_attempts", "shipped")
 
 
 def policy_cache_key(world: WorldParams, policy: PolicyParams, seed: int) -> dict:
@@ -145,16 +148,28 @@ def policy_cache_key(world: WorldParams, policy: PolicyParams, seed: int) -> dic
 
 
 def get_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: Path) -> Path:
-    """The policy checkpoint folder for these params and seed, trained now or reused from the cache. The folder
-    also holds `verdict_check.json` (see verdict_check)."""
+    """The policy checkpoint folder for these params and seed, trained now, copied from a shipped policy of the same
+    key (toyworld.shipped; then the folder also holds `source.json`), or reused from the cache. The folder also
+    holds `verdict_check.json` (see verdict_check)."""
     key = policy_cache_key(world, policy, seed)
+    shipped = find_shipped(key) if policy.shipped else None
 
     def build(d: Path) -> None:
+        if shipped is not None:  # the same policy, trained once by `gcrm ship-policy` (toyworld.shipped)
+            copy_shipped(shipped, d)
+            log.info("policy seed %d: the shipped policy %s (policy.shipped: false trains it instead)", seed,
+                     shipped.name)
+            return
         if not (d / "training_log.json").is_file():  # else trained before an interruption: only the check is left
             train_policy(world, policy, seed, d)
         atomic_write_json(d / "verdict_check.json", {"seed": seed, "verdict_auroc": verdict_check(d, world, seed)})
 
     return cached(cache_root, "policy", key, build)
+
+
+def policy_source(policy_dir: Path) -> str:
+    """`shipped` when the cached policy was copied from the kit's shipped one (toyworld.shipped), else `trained`."""
+    return "shipped" if (policy_dir / "source.json").is_file() else "trained"
 
 
 def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int = 1000) -> float:
@@ -186,7 +201,8 @@ def verdict_check(policy_dir: str | Path, world: WorldParams, seed: int, n: int 
 class PolicyChoice:
     """The policy a toy world uses: its folder and seed, and every policy tried before it.
 
-    attempts: one dict per trained policy, {"seed", "verdict_auroc" (None when unchecked), "accepted", "used"}.
+    attempts: one dict per policy tried, {"seed", "verdict_auroc" (None when unchecked), "accepted", "used",
+    "source" (`trained` or `shipped`)}.
     """
 
     policy_dir: Path
@@ -204,15 +220,16 @@ def choose_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_roo
     reward model is likewise started from a pretrained checkpoint known to be good, not from any run.
     """
     if policy.min_verdict_auroc <= 0:
-        return PolicyChoice(get_policy(world, policy, seed, cache_root), seed,
-                            [{"seed": seed, "verdict_auroc": None, "accepted": True, "used": True}])
+        d = get_policy(world, policy, seed, cache_root)
+        return PolicyChoice(d, seed, [{"seed": seed, "verdict_auroc": None, "accepted": True, "used": True,
+                                       "source": policy_source(d)}])
     attempts, dirs = [], {}
     for k in range(max(1, policy.max_attempts)):
         s = seed + k
         dirs[s] = get_policy(world, policy, s, cache_root)
         score = json.loads((dirs[s] / "verdict_check.json").read_text())["verdict_auroc"]
         attempts.append({"seed": s, "verdict_auroc": score, "accepted": score >= policy.min_verdict_auroc,
-                         "used": False})
+                         "used": False, "source": policy_source(dirs[s])})
         log.info("policy seed %d: verdict AUROC %.3f (accepted at >= %.2f)", s, score, policy.min_verdict_auroc)
         if attempts[-1]["accepted"]:
             attempts[-1]["used"] = True
@@ -249,3 +266,17 @@ def verdict_scores(policy_dir: str | Path, prompts: list[str], responses: list[s
         at_eos = logits[torch.arange(len(enc)), last]
         out.append((at_eos[:, yes] - at_eos[:, no]).float().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def corpus_sha256(world: WorldParams, seed: int) -> str:
+    """sha256 of the base corpus `world` and `seed` make (make_corpus), as JSON: what a shipped policy records."""
+    return hashlib.sha256(json.dumps(make_corpus(world, seed)).encode()).hexdigest()
+
+
+def ship_policy(world: WorldParams, policy: PolicyParams, seed: int, cache_root: Path, built_by: str) -> Path:
+    """Choose the policy notebook 01 would use for these params (training it, or taking it from `cache_root`, never
+    from an earlier shipped copy) and ship it (toyworld.shipped.ship). Returns the shipped folder."""
+    own = dataclasses.replace(policy, shipped=False)
+    choice = choose_policy(world, own, seed, cache_root)
+    return ship(choice.policy_dir, policy_cache_key(world, policy, choice.seed), corpus_sha256(world, choice.seed),
+                built_by)
