@@ -23,6 +23,10 @@ The notebook's steps, in its order, one file each:
   generates;
 - online.py: online pruning and its measured cost (`evaluate_online`);
 - bounds.py: the facts that bound every method on the test samples (`world_bounds_of`);
+- the accuracy-vs-compute frontier: cost.py (the FLOP model and parameter counts), deepconf.py, speculative.py,
+  consistency.py (ESC, adaptive consistency), probe.py (the field's early-stopping methods, each on the same
+  samples), operating.py (one operating point's accuracy and cost, the choice on validation), frontier_inputs.py
+  (`prepare_frontier`), frontier.py (`evaluate_frontier`), frontier_tables.py;
 - report.py: summary over rm seeds, tables, metrics.json (`write_metrics`), figures; `finish` saves them all;
 - figures.py: the frontier, Q-value traces and online-cost figures;
 - methods.py: the methods' names and the two sets.
@@ -30,8 +34,12 @@ The notebook's steps, in its order, one file each:
 
 from .bounds import world_bounds_of
 from .decoding import PrunedGeneration, generate_pruned
-from .figures import filtering_frontier, online_cost, qvalue_traces, trace_figure
-from .methods import METHOD_ORDER, PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
+from .cost import Spend, checkpoint_params, count_params, flops
+from .figures import compute_frontier, filtering_frontier, online_cost, qvalue_traces, trace_figure
+from .frontier import FrontierResult, evaluate_frontier
+from .frontier_inputs import FrontierInputs, prepare_frontier
+from .frontier_tables import frontier_seed_table, frontier_table, oracle_table
+from .methods import FRONTIER_ORDER, METHOD_ORDER, PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
 from .noise import PerSampleGumbel, hashed_uniform
 from .offline import OfflineResult, evaluate_offline, signal_auroc
 from .online import evaluate_online, online_possible
@@ -47,7 +55,9 @@ from .setup import RMSetup, load_setup
 from .voting import best_of_n_credit, vote_credit, vote_winner, weighted_credit
 
 __all__ = [
-    "METHOD_ORDER", "PRUNING", "RANDOM_MATCHED_TO", "REWARD_MODELS", "SETS", "CutScorer", "FilteringResult",
+    "FRONTIER_ORDER", "FrontierInputs", "FrontierResult", "Spend", "checkpoint_params", "compute_frontier",
+    "count_params", "evaluate_frontier", "flops", "frontier_seed_table", "frontier_table", "oracle_table",
+    "prepare_frontier", "METHOD_ORDER", "PRUNING", "RANDOM_MATCHED_TO", "REWARD_MODELS", "SETS", "CutScorer", "FilteringResult",
     "OfflineResult", "PerSampleGumbel", "PrunedGeneration", "RMSetup", "RewardModelScorer", "SampleScores",
     "SampleSet", "best_of_n_credit", "build_samples", "choose_threshold", "ends_with_eos", "evaluate_offline",
     "evaluate_online", "evaluate_pruning", "filtering_frontier", "finish", "first_below", "generate_pruned",
