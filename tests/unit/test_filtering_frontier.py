@@ -207,3 +207,39 @@ def test_frontier_params_are_checked():
     with pytest.raises(ParamsError, match="adaptive_thresholds"):
         from_dict(FilteringParams, {"frontier": {"adaptive_thresholds": [1.0]}}).validate()
     assert from_dict(FilteringParams, {"frontier": {"scorer_params": 1000}}).frontier.scorer_params == 1000
+
+
+def test_frontier_reports_on_test_the_setting_chosen_on_validation(tokenizer):
+    from gcrm_kit.filtering import SampleScores, evaluate_offline
+    from gcrm_kit.filtering.frontier import evaluate_frontier
+
+    def question(prompt, answers, right):
+        return [rec(prompt, f"A:{a}{'x' * k}", a == right, str(a)) for k, a in enumerate(answers)]
+    # validation: every sample of a question agrees, so stopping early loses nothing; test: they disagree
+    val = make_sample_set("validation", question("1+4?", [5] * 4, 5) + question("2+5?", [7] * 4, 7), tokenizer)
+    test = make_sample_set("test", question("1+4?", [5, 3, 5, 3], 5) + question("2+5?", [7, 1, 7, 7], 7),
+                           tokenizer)
+    samples = {"validation": val, "test": test}
+
+    def sc(ss):
+        x = np.where(np.arange(ss.length.max())[None, :] < ss.length[:, None], 0.5, np.nan).astype(np.float32)
+        return SampleScores(x, x, np.zeros(len(ss.length), dtype=np.float32))
+    scores = {(w, 0): {s: sc(ss) for s, ss in samples.items()} for w in ("goal", "baseline")}
+    p = from_dict(FilteringParams, {"threshold_quantiles": [0.0, 1.0], "random_repeats": 1, "frontier": {
+        "esc_windows": [4, 2], "adaptive_thresholds": [0.95, 0.75], "rejection_points": [1], "keep_fractions": [1.0]}})
+    off = evaluate_offline(p, samples, scores, [0])
+    inp = FrontierInputs({s: prompt_tokens(ss.records, tokenizer) for s, ss in samples.items()}, 1.0,
+                         {"goal": 1.0, "baseline": 1.0}, tokenizer)
+    fr = evaluate_frontier(p, inp, samples, scores, off, [], [0])
+    chosen = {r["method"]: r for r in fr.chosen}
+    assert chosen["esc"]["setting"] == "window 2" and chosen["adaptive_consistency"]["setting"] == "threshold 0.75"
+    for m in ("esc", "adaptive_consistency"):
+        r = chosen[m]
+        at = next(x for x in fr.points if x["method"] == m and x["set"] == "test" and x["setting"] == r["setting"])
+        assert r["accuracy"] == at["accuracy"] and r["share_compute_saved"] == at["share_compute_saved"]
+        assert r["validation_accuracy"] == 1.0 and r["validation_share_compute_saved"] > 0
+    # test: question 1+4 is a 2-2 tie (credit 1/2), 2+5 is won by 7
+    assert chosen["majority"]["share_compute_saved"] == 0.0 and chosen["majority"]["accuracy"] == 0.75
+    # adaptive consistency at 0.75 answers each test question with its first drawn sample alone
+    assert chosen["adaptive_consistency"]["share_started"] == pytest.approx(2 / 8)
+    assert set(fr.target["methods_meeting_target"]) <= set(chosen)
