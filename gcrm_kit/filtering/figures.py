@@ -149,6 +149,8 @@ def compute_frontier(points: list[dict], chosen: list[dict], oracles: list[dict]
             y, e = _mean_std([r["accuracy"] for r in at])
             xs.append(x), ys.append(y), es.append(e)
         mode = next(r["mode"] for r in chosen if r["method"] == m)
+        order = np.argsort(xs, kind="stable")  # drawn left to right: a frontier, not the grid's order
+        xs, ys, es, settings = ([v[i] for i in order] for v in (xs, ys, es, settings))
         if len(settings) > 1:
             fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": es, "thickness": 1},
                                      mode="lines+markers", name=f"{m} ({mode})", legendgroup=m,
@@ -161,7 +163,7 @@ def compute_frontier(points: list[dict], chosen: list[dict], oracles: list[dict]
                                  error_y={"type": "data", "array": [ey]}, mode="markers",
                                  marker={"symbol": "star", "size": 15, "color": color.get(m),
                                          "line": {"width": 1, "color": "black"}},
-                                 name=f"{m} ({mode}; chosen on validation)" if len(settings) <= 1 else m,
+                                 name=f"{m} ({mode})" if len(settings) <= 1 else m,
                                  legendgroup=m, showlegend=len(settings) <= 1,
                                  hovertext=[f"{m}: {rows[0]['setting']}"]))
     for o in oracles:
@@ -176,5 +178,5 @@ def compute_frontier(points: list[dict], chosen: list[dict], oracles: list[dict]
                       annotation_text=f"{100 * target_compute_saved:g}% of compute saved")
     fig.update_layout(title=f"Vote accuracy vs total compute ({split} questions; stars: settings chosen on "
                             "validation)", xaxis={"title": "compute (policy + scorer FLOPs) / generating every sample"},
-                      yaxis={"title": "vote accuracy"}, height=560, width=1000)
+                      yaxis={"title": "vote accuracy"}, height=760, width=1100)
     return fig
