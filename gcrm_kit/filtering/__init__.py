@@ -55,16 +55,15 @@ from .setup import RMSetup, load_setup
 from .voting import best_of_n_credit, vote_credit, vote_winner, weighted_credit
 
 __all__ = [
-    "FRONTIER_ORDER", "FrontierInputs", "FrontierResult", "Spend", "checkpoint_params", "compute_frontier",
-    "count_params", "evaluate_frontier", "flops", "frontier_seed_table", "frontier_table", "oracle_table",
-    "prepare_frontier", "METHOD_ORDER", "PRUNING", "RANDOM_MATCHED_TO", "REWARD_MODELS", "SETS", "CutScorer", "FilteringResult",
-    "OfflineResult", "PerSampleGumbel", "PrunedGeneration", "RMSetup", "RewardModelScorer", "SampleScores",
-    "SampleSet", "best_of_n_credit", "build_samples", "choose_threshold", "ends_with_eos", "evaluate_offline",
-    "evaluate_online", "evaluate_pruning", "filtering_frontier", "finish", "first_below", "generate_pruned",
-    "hashed_uniform", "load_setup", "make_sample_set", "min_after", "online_cost", "online_possible",
-    "online_table", "per_question_table", "prune_positions", "pruning_statistics", "qvalue_traces",
-    "random_matched", "results_table", "sample_real", "sample_summary", "sample_toy", "save_figures",
-    "score_all", "score_sample_set", "signal_auroc", "signal_table", "split_generations", "statistics_table",
-    "summarise", "threshold_grid", "toy_questions", "trace_figure", "vote_credit", "vote_winner",
-    "weighted_credit", "world_bounds_of", "write_metrics",
+    "CutScorer", "FRONTIER_ORDER", "FilteringResult", "FrontierInputs", "FrontierResult", "METHOD_ORDER",
+    "OfflineResult", "PRUNING", "PerSampleGumbel", "PrunedGeneration", "RANDOM_MATCHED_TO", "REWARD_MODELS",
+    "RMSetup", "RewardModelScorer", "SETS", "SampleScores", "SampleSet", "Spend", "best_of_n_credit", "build_samples",
+    "checkpoint_params", "choose_threshold", "compute_frontier", "count_params", "ends_with_eos", "evaluate_frontier",
+    "evaluate_offline", "evaluate_online", "evaluate_pruning", "filtering_frontier", "finish", "first_below", "flops",
+    "frontier_seed_table", "frontier_table", "generate_pruned", "hashed_uniform", "load_setup", "make_sample_set",
+    "min_after", "online_cost", "online_possible", "online_table", "oracle_table", "per_question_table",
+    "prepare_frontier", "prune_positions", "pruning_statistics", "qvalue_traces", "random_matched", "results_table",
+    "sample_real", "sample_summary", "sample_toy", "save_figures", "score_all", "score_sample_set", "signal_auroc",
+    "signal_table", "split_generations", "statistics_table", "summarise", "threshold_grid", "toy_questions",
+    "trace_figure", "vote_credit", "vote_winner", "weighted_credit", "world_bounds_of", "write_metrics",
 ]

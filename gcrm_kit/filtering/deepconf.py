@@ -15,7 +15,7 @@ confidence (mean C_i over a sliding window), a trace's lowest group confidence a
 
 Log-probabilities come from the records (an engine such as vLLM writes them: `confidence.record_logprobs`;
 `file_logprobs` names the file, line and key of a record without them) or from one forward pass of the policy that
-wrote the samples (`policy_trace_logprobs`). Positions are the engine's tokens; where a record has a different
+wrote the samples (`policy_confidences`). Positions are the engine's tokens; where a record has a different
 number of them than the kit's tokenizer counts, a stop is mapped to the kit's tokens by its share of the response.
 """
 
@@ -46,11 +46,17 @@ def file_logprobs(path: str | Path, ss: SampleSet, k: int) -> list[TokenLogprobs
     return out
 
 
-def policy_trace_logprobs(policy, tokenizer, ss: SampleSet, k: int, batch_size: int) -> list[TokenLogprobs]:
-    """Each sample's log-probabilities under `policy` (the one that wrote them), in one forward pass per batch;
-    a sample cut at the token limit is scored without an EOS."""
-    return policy_logprobs(policy, tokenizer, [r.prompt for r in ss.records], [r.response for r in ss.records], k=k,
-                           batch_size=batch_size, eos=[ends_with_eos(r) for r in ss.records])
+def policy_confidences(policy, tokenizer, ss: SampleSet, k: int, batch_size: int) -> list[np.ndarray]:
+    """Each sample's token confidences under `policy` (the one that wrote them), a batch of forward passes at a
+    time so that only the confidences are kept; a sample cut at the token limit is scored without an EOS."""
+    out = []
+    recs = ss.records
+    for start in range(0, len(recs), batch_size):
+        chunk = recs[start:start + batch_size]
+        lps = policy_logprobs(policy, tokenizer, [r.prompt for r in chunk], [r.response for r in chunk], k=k,
+                              batch_size=batch_size, eos=[ends_with_eos(r) for r in chunk])
+        out += trace_confidences(lps)
+    return out
 
 
 def trace_confidences(lps: list[TokenLogprobs]) -> list[np.ndarray]:

@@ -124,7 +124,8 @@ def trace_figure(p: FilteringParams, samples: dict[str, SampleSet], scores: dict
 
 FRONTIER_COLORS = {
     "deepconf_offline_lowest": "#2ca02c", "deepconf_offline_tail": "#98df8a", "deepconf_online": "#006d2c",
-    "speculative_goal": "#c49c94", "speculative_baseline": "#f7b6d2", "esc": "#393b79", "adaptive_consistency": "#6b6ecf",
+    "speculative_goal": "#c49c94", "speculative_baseline": "#f7b6d2", "esc": "#393b79",
+    "adaptive_consistency": "#6b6ecf",
     "probe": "#e6550d", "oracle_first_error": "#000000", "oracle_vote": "#525252",
 }
 

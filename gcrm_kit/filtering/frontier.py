@@ -5,7 +5,8 @@ test questions, for every rm seed; beside them the oracles of `gcrm_kit.bounds` 
 Modes: ``online`` methods ran in the generation loop of section 7 (their measured seconds are there);
 ``replay`` methods stop samples early and are replayed on the finished samples, exactly, since a sample's tokens
 depend only on (seed, sample id); ``offline`` methods generate every sample and only choose who votes; ``oracle``
-points know the verifier's labels. Sequential methods draw each question's samples in a random order, one per seed.
+points know the verifier's labels. Sequential methods draw each question's samples in a random order, one per seed;
+the probe is trained once (with `seed`), so its numbers are the same for every rm seed, as DeepConf's offline ones.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from .frontier_inputs import FrontierInputs
 from .methods import FRONTIER_ORDER, PRUNING, REWARD_MODELS, SETS
 from .offline import OfflineResult
 from .operating import choose_point, evaluate_spend
-from .probe import probe_values, train_probe
 from .pruning import prune_positions, threshold_grid
 from .samples import SampleSet
 from .speculative import rejection_spend
@@ -113,13 +113,12 @@ def _grids(p: FilteringParams, inp: FrontierInputs, samples: dict[str, SampleSet
                 lambda s, v: sequential_spend(samples[s], orders[s], "esc", v))
     g["adaptive_consistency"] = ("replay", [(f"threshold {c:g}", c) for c in f.adaptive_thresholds],
                                  lambda s, v: sequential_spend(samples[s], orders[s], "adaptive", v))
-    if inp.states is not None and inp.probe_train is not None:
-        probe = train_probe(*inp.probe_train, f.probe_positions, seed=[p.seed, 9, si], c=f.probe_c)
-        d = inp.probe_train[0][0].shape[1]
-        vals = {s: probe_values(probe, inp.states[s], int(ss.length.max())) for s, ss in samples.items()}
+    if inp.probe is not None:
+        vals = inp.probe
         taus = threshold_grid(vals["validation"], k, p.threshold_quantiles)
         g["probe"] = ("replay", [(f"quantile {q}", t) for q, t in zip(p.threshold_quantiles, taus)],
-                      lambda s, v: pruning_spend(samples[s], prune_positions(vals[s], v, k), pr[s], d + 1, tb, ap))
+                      lambda s, v: pruning_spend(samples[s], prune_positions(vals[s], v, k), pr[s], inp.probe_params,
+                                                 tb, ap))
     return g
 
 
@@ -158,7 +157,8 @@ def oracle_points(test: SampleSet, inp: FrontierInputs, tie_break: str) -> tuple
     others run to their end and vote) and the vote-level oracle (per question only the shortest sample of the
     majority answer finishes, the others stop at their first token: it keeps every question's vote outcome, so it
     sits at the unfiltered vote's accuracy; `bounds.majority_answer` breaks ties by the first answer in order,
-    its accuracy with that rule is `accuracy_lexicographic_ties`) on the test samples, from `gcrm_kit.bounds`. Returns (points, skipped)."""
+    its accuracy with that rule is `accuracy_lexicographic_ties`) on the test samples, from `gcrm_kit.bounds`.
+    Returns (points, skipped)."""
     pts, skipped = [], {}
     tok, pr, P = inp.tokenizer, inp.prompts["test"], inp.policy_params
     chars = first_error_chars(test.records)
@@ -184,7 +184,8 @@ def oracle_points(test: SampleSet, inp: FrontierInputs, tie_break: str) -> tuple
         ref = FLOPS_PER_PARAM_TOKEN * P * float(pr.sum() + total)
         pts.append({"method": "oracle_vote", "set": "test", "mode": "oracle", "setting": "verifier",
                     "accuracy": float(np.mean(vote_credit(test, np.ones(len(test.length), dtype=bool), tie_break))),
-                    "accuracy_lexicographic_ties": acc_lexicographic, "policy_flops": pol, "scorer_flops": 0.0, "flops": pol,
+                    "accuracy_lexicographic_ties": acc_lexicographic, "policy_flops": pol, "scorer_flops": 0.0,
+                    "flops": pol,
                     "share_compute_saved": 1 - pol / ref, "share_tokens_saved": saving})
     return pts, skipped
 

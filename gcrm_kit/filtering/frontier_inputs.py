@@ -1,7 +1,9 @@
 """What the accuracy-vs-compute frontier needs beyond the samples and the reward models' scores, gathered once
-(`prepare_frontier`): prompt lengths, parameter counts, the policy's token confidences (DeepConf) and hidden states
-with a probe's training solutions. A method whose inputs cannot be had is left out with the reason (`skipped`),
-and the others still run: a `generations` file without log-probabilities loses DeepConf only."""
+(`prepare_frontier`): prompt lengths, parameter counts, the policy's token confidences (DeepConf) and a probe's
+values at every prefix (the probe trained on the policy's hidden states). The policy's outputs are reduced a batch at
+a time, so no full set of log-probabilities or hidden states is ever held. A method whose inputs cannot be had is
+left out with the reason (`skipped`), and the others still run: a `generations` file without log-probabilities
+loses DeepConf only."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..device import resolve_device
 from ..params import FilteringParams
 from .cost import checkpoint_params, prompt_tokens
-from .deepconf import file_logprobs, policy_trace_logprobs, trace_confidences
+from .deepconf import file_logprobs, policy_confidences, trace_confidences
 from .methods import REWARD_MODELS
-from .probe import policy_states, training_pairs
+from .probe import sample_values, train_probe, training_pairs, training_states
 from .samples import SampleSet, ends_with_eos
 from .setup import RMSetup
 
@@ -24,16 +26,17 @@ from .setup import RMSetup
 class FrontierInputs:
     """prompts: {set: (S,) prompt tokens per sample}; policy_params; scorer_params: {'goal', 'baseline': reward
     model parameters in the cost model}; confidences: {set: per sample its token confidences} (None: DeepConf
-    left out); states: {set: per sample (n_i, d) policy states} and probe_train: (states, labels) of the training
-    solutions (None: probe left out); skipped: {method family: why it was left out}; tokenizer: the kit's."""
+    left out); probe: {set: (S, Lmax) the probe's value after each response token, NaN past each end} and
+    probe_params: its head's parameters (d + 1) (None, 0: probe left out); skipped: {method family: why it was
+    left out}; tokenizer: the kit's."""
 
     prompts: dict[str, np.ndarray]
     policy_params: float
     scorer_params: dict[str, float]
     tokenizer: object
     confidences: dict[str, list[np.ndarray]] | None = None
-    states: dict[str, list[np.ndarray]] | None = None
-    probe_train: tuple[list[np.ndarray], np.ndarray] | None = None
+    probe: dict[str, np.ndarray] | None = None
+    probe_params: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -72,21 +75,19 @@ def prepare_frontier(p: FilteringParams, setup: RMSetup, samples: dict[str, Samp
             inputs.skipped["deepconf"] = str(e)
         inputs.skipped["probe"] = "the samples come from a file: the run's policy did not write them"
         return inputs
-    policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(resolve_device(p.device))
-    inputs.confidences = {s: trace_confidences(policy_trace_logprobs(policy, tokenizer, ss, f.logprob_top_k,
-                                                                     p.batch_size))
+    policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir, dtype="auto").to(resolve_device(p.device))
+    inputs.confidences = {s: policy_confidences(policy, tokenizer, ss, f.logprob_top_k, p.batch_size)
                           for s, ss in samples.items()}
     try:
         pairs = training_pairs(setup.run_dir, f.probe_train_pairs)
     except (OSError, ValueError) as e:
         inputs.skipped["probe"] = f"no training solutions: {e}"
         return inputs
-    prs = [x.prompt for x in pairs for _ in (0, 1)]
-    resp = [r for x in pairs for r in (x.chosen, x.rejected)]
-    labels = np.array([1, 0] * len(pairs))
-    train = policy_states(policy, tokenizer, prs, resp, [True] * len(resp), f.probe_layer, p.batch_size)
-    inputs.probe_train = (train, labels)
-    inputs.states = {s: policy_states(policy, tokenizer, [r.prompt for r in ss.records],
-                                      [r.response for r in ss.records], [ends_with_eos(r) for r in ss.records],
-                                      f.probe_layer, p.batch_size) for s, ss in samples.items()}
+    states, labels = training_states(policy, tokenizer, pairs, f.probe_positions, [p.seed, 9], f.probe_layer,
+                                     p.batch_size)
+    probe = train_probe(states, labels, f.probe_positions, [p.seed, 9], f.probe_c)
+    inputs.probe_params = float(states[0].shape[1] + 1)
+    inputs.probe = {s: sample_values(policy, tokenizer, probe, [r.prompt for r in ss.records],
+                                     [r.response for r in ss.records], [ends_with_eos(r) for r in ss.records],
+                                     int(ss.length.max()), f.probe_layer, p.batch_size) for s, ss in samples.items()}
     return inputs

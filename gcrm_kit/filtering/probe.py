@@ -70,6 +70,35 @@ def train_probe(states: list[np.ndarray], labels: np.ndarray, positions: int, se
     return model.fit(np.concatenate(xs), np.concatenate(ys))
 
 
+def training_states(policy, tokenizer, pairs: list[PreferencePair], positions: int, seed, layer: int = -1,
+                    batch_size: int = 16) -> tuple[list[np.ndarray], np.ndarray]:
+    """The probe's training data from `pairs`: per solution (chosen, label 1, then rejected, label 0) the policy's
+    states at `positions` prefix positions drawn with `seed` (all of a shorter solution), read a batch at a time so
+    that only the drawn rows are kept. Returns (states: 2 x len(pairs) arrays (<= positions, d), labels (2n,))."""
+    rng = np.random.default_rng(seed)
+    prompts = [x.prompt for x in pairs for _ in (0, 1)]
+    responses = [r for x in pairs for r in (x.chosen, x.rejected)]
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        end = start + batch_size
+        for h in policy_states(policy, tokenizer, prompts[start:end], responses[start:end],
+                               [True] * len(prompts[start:end]), layer, batch_size):
+            out.append(h[np.sort(rng.choice(len(h), size=min(positions, len(h)), replace=False))])
+    return out, np.array([1, 0] * len(pairs))
+
+
+def sample_values(policy, tokenizer, probe, prompts: list[str], responses: list[str], eos: list[bool], width: int,
+                  layer: int = -1, batch_size: int = 16) -> np.ndarray:
+    """`probe_values` of every sample, its states read a batch at a time (never all held at once): (S, width)."""
+    out = np.full((len(prompts), width), np.nan, dtype=np.float32)
+    for start in range(0, len(prompts), batch_size):
+        end = start + batch_size
+        states = policy_states(policy, tokenizer, prompts[start:end], responses[start:end], eos[start:end], layer,
+                               batch_size)
+        out[start:start + len(states)] = probe_values(probe, states, width)
+    return out
+
+
 def probe_values(probe, states: list[np.ndarray], width: int) -> np.ndarray:
     """(S, width) the probe's probability of a right solution after each response token, NaN past each end (the
     layout of `SampleScores.q`, so the pruning rule and its threshold grid apply unchanged)."""

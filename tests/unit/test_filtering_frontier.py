@@ -9,16 +9,19 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from gcrm_kit.data import GenerationRecord
+from gcrm_kit.confidence import policy_logprobs
+from gcrm_kit.data import GenerationRecord, PreferencePair
 from gcrm_kit.filtering import make_sample_set
 from gcrm_kit.filtering.consistency import adaptive_drawn, beta_lead_probability, esc_drawn, sequential_spend
 from gcrm_kit.filtering.cost import (Spend, break_even_scorer_ratio, checkpoint_params, count_params, flops,
                                      prompt_tokens)
-from gcrm_kit.filtering.deepconf import file_logprobs, offline_spend, online_spend, running_group_confidence
+from gcrm_kit.filtering.deepconf import (file_logprobs, offline_spend, online_spend, policy_confidences,
+                                         running_group_confidence)
 from gcrm_kit.filtering.frontier import oracle_points, pruning_spend
 from gcrm_kit.filtering.frontier_inputs import FrontierInputs
 from gcrm_kit.filtering.operating import choose_point, evaluate_spend
-from gcrm_kit.filtering.probe import policy_states, probe_values, train_probe
+from gcrm_kit.filtering.probe import (policy_states, probe_values, sample_values, train_probe,
+                                      training_states)
 from gcrm_kit.filtering.speculative import partial_scores, rejection_spend
 from gcrm_kit.params import FilteringParams, ParamsError, from_dict
 
@@ -199,6 +202,25 @@ def test_probe_learns_a_separable_outcome_and_reads_every_prefix(tiny_policy_dir
         full = policy(torch.tensor([[1] + tokenizer("1+4?A:5", add_special_tokens=False)["input_ids"] + [2]]),
                       output_hidden_states=True).hidden_states[-1][0, 5:]
     np.testing.assert_allclose(hs[0], full.numpy(), atol=1e-5)
+    # read a batch at a time, the values are the same as from all states at once
+    probe = train_probe(hs, np.array([1, 0]), positions=4, seed=0, c=1.0)
+    one = sample_values(policy, tokenizer, probe, ["1+4?", "2+5?"], ["A:5", "A:70"], [True, False], 5, batch_size=1)
+    np.testing.assert_allclose(one, probe_values(probe, hs, 5), atol=1e-5)
+    assert np.isnan(one[:, 4]).all()
+    pairs = [PreferencePair("1+4?", "A:5", "A:70")]
+    states, labels = training_states(policy, tokenizer, pairs, positions=2, seed=0, batch_size=1)
+    assert labels.tolist() == [1, 0] and [h.shape for h in states] == [(2, 32), (2, 32)]
+    assert any(np.allclose(states[0][0], row, atol=1e-5) for row in hs[0])  # rows of the solution's own states
+
+
+def test_policy_confidences_read_a_batch_at_a_time(tiny_policy_dir, tokenizer, three_samples):
+    policy = LlamaForCausalLM.from_pretrained(tiny_policy_dir)
+    recs = three_samples.records
+    whole = policy_logprobs(policy, tokenizer, [r.prompt for r in recs], [r.response for r in recs], k=3)
+    got = policy_confidences(policy, tokenizer, three_samples, k=3, batch_size=2)
+    assert [len(c) for c in got] == three_samples.length.tolist()
+    for c, lp in zip(got, whole):
+        np.testing.assert_allclose(c, -lp.top.mean(1), atol=1e-5)
 
 
 def test_frontier_params_are_checked():
