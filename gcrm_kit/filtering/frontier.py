@@ -199,7 +199,8 @@ def evaluate_frontier(p: FilteringParams, inp: FrontierInputs, samples: dict[str
     measured seconds per FLOP of generating every sample)."""
     tb, drop = p.tie_break, p.frontier.max_accuracy_drop
     unf = {s: _point(ss, full_spend(ss.length), inp, s, tb) for s, ss in samples.items()}
-    per_flop = (_seconds(online, "majority", None) or 0.0) / unf["test"]["flops"] if online else None
+    none_s = _seconds(online, "majority", None)  # generating every sample in the online loop, no scorer
+    per_flop = None if none_s is None else none_s / unf["test"]["flops"]
     points, chosen = [], []
     for si, seed in enumerate(rm_seeds):
         for method, (mode, settings, spend) in _grids(p, inp, samples, scores, offline, si, seed).items():
