@@ -24,6 +24,12 @@ def draw_orders(ss: SampleSet, seed: list[int] | int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(ss.question == q)) for q in range(ss.n_questions)]
 
 
+def orders_of(samples: dict[str, SampleSet], seed: int, seed_index: int) -> dict[str, list[np.ndarray]]:
+    """{set: `draw_orders`} for rm seed index `seed_index` of a run seeded with `seed`: the draw orders the frontier
+    and the online runs of the sequential methods share."""
+    return {s: draw_orders(ss, [seed, 7, seed_index, j]) for j, (s, ss) in enumerate(samples.items())}
+
+
 def esc_drawn(answers: np.ndarray, window: int) -> int:
     """ESC's stop point for one question: answers (n,) codes in draw order (-1: no answer). Samples are drawn a
     window of `window` at a time; drawing stops after the first window whose answers are all the same (and all
@@ -58,12 +64,23 @@ def adaptive_drawn(answers: np.ndarray, threshold: float) -> int:
     return len(answers)
 
 
-def sequential_spend(ss: SampleSet, orders: list[np.ndarray], rule: str, setting: float) -> Spend:
-    """The spend of drawing every question's samples in `orders` and stopping by `rule` (``esc`` with window size
-    `setting`, ``adaptive`` with threshold `setting`): drawn samples are started, generated in full and vote."""
-    drawn = np.zeros(len(ss.answer), dtype=bool)
+def stop_counts(ss: SampleSet, orders: list[np.ndarray], rule: str, setting: float) -> list[int]:
+    """Per question, how many samples are drawn (in `orders`) before `rule` stops: ``esc`` with window size
+    `setting`, ``adaptive`` with threshold `setting`. Each rule decides from the answers drawn so far only, so this
+    is where drawing stops whatever comes after."""
+    if rule not in ("esc", "adaptive"):
+        raise ValueError(f"unknown rule {rule!r}; expected 'esc' or 'adaptive'")
+    out = []
     for order in orders:
         a = ss.answer[order]
-        k = esc_drawn(a, int(setting)) if rule == "esc" else adaptive_drawn(a, float(setting))
+        out.append(esc_drawn(a, int(setting)) if rule == "esc" else adaptive_drawn(a, float(setting)))
+    return out
+
+
+def sequential_spend(ss: SampleSet, orders: list[np.ndarray], rule: str, setting: float) -> Spend:
+    """The spend of drawing every question's samples in `orders` and stopping by `rule` (`stop_counts`): drawn
+    samples are started, generated in full and vote."""
+    drawn = np.zeros(len(ss.answer), dtype=bool)
+    for order, k in zip(orders, stop_counts(ss, orders, rule, setting)):
         drawn[order[:k]] = True
     return Spend(drawn, np.where(drawn, ss.length, 0), drawn)

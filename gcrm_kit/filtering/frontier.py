@@ -20,7 +20,7 @@ from .. import evaluation
 from ..bounds import first_error_chars, first_error_stop, vote_oracle
 from ..params import FilteringParams
 from ..toyworld.problems import STEP_SEP
-from .consistency import draw_orders, sequential_spend
+from .consistency import orders_of, sequential_spend
 from .cost import FLOPS_PER_PARAM_TOKEN, Spend, break_even_scorer_ratio, flops, full_spend, scorer_reads
 from .deepconf import lowest_group, offline_spend, online_spend, tail
 from .frontier_inputs import FrontierInputs
@@ -51,11 +51,13 @@ class FrontierResult:
     skipped: dict = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
     """the cost model's parameter counts and what it counts"""
+    online: list[dict] = field(default_factory=list)
+    """runs of the sequential methods in the generation loop (`sequential_online`), when made"""
 
     def as_dict(self) -> dict:
         """A JSON-able dict for metrics.json."""
         return {"cost": self.cost, "target": self.target, "skipped": self.skipped, "summary": self.summary,
-                "chosen": self.chosen, "oracles": self.oracles, "points": self.points}
+                "chosen": self.chosen, "oracles": self.oracles, "online": self.online, "points": self.points}
 
 
 def pruning_spend(ss: SampleSet, prune_at: np.ndarray, prompts: np.ndarray, scorer_params: float, tie_break: str,
@@ -79,7 +81,7 @@ def _grids(p: FilteringParams, inp: FrontierInputs, samples: dict[str, SampleSet
     """method -> (mode, settings [(label, value)], spend(set, value) -> Spend) for rm seed index `si`."""
     f, tb, ap, k = p.frontier, p.tie_break, p.all_pruned, p.skip_tokens
     P, pr = inp.scorer_params, inp.prompts
-    orders = {s: draw_orders(ss, [p.seed, 7, si, j]) for j, (s, ss) in enumerate(samples.items())}
+    orders = orders_of(samples, p.seed, si)
     g: dict = {"majority": ("online", [("all samples", None)], lambda s, v: full_spend(samples[s].length))}
     for m, (which, signal) in PRUNING.items():
         taus = [x for x in offline.frontier if x["method"] == m and x["rm_seed"] == seed and x["set"] == "validation"]
@@ -209,7 +211,9 @@ def evaluate_frontier(p: FilteringParams, inp: FrontierInputs, samples: dict[str
                 points += [{"method": method, "rm_seed": seed, "set": s, "setting": lab, "mode": mode, **e}
                            for (lab, _), e in zip(settings, ev[s])]
             i = choose_point(ev["validation"], unf["validation"]["accuracy"], drop)
+            value = settings[i][1]
             chosen.append({"method": method, "rm_seed": seed, "mode": mode, "setting": settings[i][0],
+                           "setting_value": list(value) if isinstance(value, tuple) else value,
                            "validation_accuracy": ev["validation"][i]["accuracy"],
                            "validation_share_compute_saved": ev["validation"][i]["share_compute_saved"],
                            **ev["test"][i]})

@@ -202,6 +202,11 @@ def _check_filtering(metrics, run):
     assert {o["method"] for o in fr["oracles"]} == {"oracle_first_error", "oracle_vote"}
     assert set(fr["target"]["methods_meeting_target"]) <= chosen
     assert (run / "figures" / "compute_frontier.json").is_file()
+    drawn = {r["method"]: r for r in fr["online"]}
+    assert {"none", "esc", "adaptive_consistency"} <= set(drawn)
+    for r in drawn.values():
+        # drawing in rounds regenerates the recorded samples, never more tokens than all of them
+        assert r["responses_match_offline"] == 1.0 and r["policy_tokens"] <= drawn["none"]["policy_tokens"]
     _check_world_bounds(metrics["world_bounds"], ["test"])
     test = metrics["world_bounds"]["test"]  # the samples the methods used
     assert (test["n_samples"], test["share_correct"]) == (metrics["samples"]["test"]["samples"],

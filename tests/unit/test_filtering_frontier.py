@@ -265,3 +265,14 @@ def test_frontier_reports_on_test_the_setting_chosen_on_validation(tokenizer):
     # adaptive consistency at 0.75 answers each test question with its first drawn sample alone
     assert chosen["adaptive_consistency"]["share_started"] == pytest.approx(2 / 8)
     assert set(fr.target["methods_meeting_target"]) <= set(chosen)
+
+
+def test_sequential_methods_draw_in_rounds_until_their_count():
+    from gcrm_kit.filtering.sequential_online import draw_rounds
+
+    orders = [np.array([2, 0, 1, 3]), np.array([5, 4, 6, 7])]
+    # ESC with windows of 2: question 0 stops after 2 samples, question 1 after 4
+    assert draw_rounds([2, 4], orders, 2) == [[2, 0, 5, 4], [6, 7]]
+    # one at a time (adaptive consistency): question 0 stops after 1, question 1 after 3
+    assert draw_rounds([1, 3], orders, 1) == [[2, 5], [4], [6]]
+    assert draw_rounds([0, 0], orders, 1) == []
