@@ -23,6 +23,11 @@ The notebook's steps, in its order, one file each:
   generates;
 - online.py: online pruning and its measured cost (`evaluate_online`);
 - bounds.py: the facts that bound every method on the test samples (`world_bounds_of`);
+- the accuracy-vs-compute frontier: cost.py (the FLOP model and parameter counts), deepconf.py, speculative.py,
+  consistency.py (ESC, adaptive consistency), probe.py (the field's early-stopping methods, each on the same
+  samples), operating.py (one operating point's accuracy and cost, the choice on validation), frontier_inputs.py
+  (`prepare_frontier`), frontier.py (`evaluate_frontier`), frontier_tables.py, sequential_online.py (ESC and adaptive
+  consistency run for real in the generation loop);
 - report.py: summary over rm seeds, tables, metrics.json (`write_metrics`), figures; `finish` saves them all;
 - figures.py: the frontier, Q-value traces and online-cost figures;
 - methods.py: the methods' names and the two sets.
@@ -30,8 +35,13 @@ The notebook's steps, in its order, one file each:
 
 from .bounds import world_bounds_of
 from .decoding import PrunedGeneration, generate_pruned
-from .figures import filtering_frontier, online_cost, qvalue_traces, trace_figure
-from .methods import METHOD_ORDER, PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
+from .cost import Spend, checkpoint_params, count_params, flops
+from .figures import compute_frontier, filtering_frontier, online_cost, qvalue_traces, trace_figure
+from .frontier import FrontierResult, evaluate_frontier
+from .frontier_inputs import FrontierInputs, prepare_frontier
+from .frontier_tables import frontier_seed_table, frontier_table, oracle_table
+from .sequential_online import attach_online, sequential_online
+from .methods import FRONTIER_ORDER, METHOD_ORDER, PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
 from .noise import PerSampleGumbel, hashed_uniform
 from .offline import OfflineResult, evaluate_offline, signal_auroc
 from .online import evaluate_online, online_possible
@@ -47,14 +57,16 @@ from .setup import RMSetup, load_setup
 from .voting import best_of_n_credit, vote_credit, vote_winner, weighted_credit
 
 __all__ = [
-    "METHOD_ORDER", "PRUNING", "RANDOM_MATCHED_TO", "REWARD_MODELS", "SETS", "CutScorer", "FilteringResult",
-    "OfflineResult", "PerSampleGumbel", "PrunedGeneration", "RMSetup", "RewardModelScorer", "SampleScores",
-    "SampleSet", "best_of_n_credit", "build_samples", "choose_threshold", "ends_with_eos", "evaluate_offline",
-    "evaluate_online", "evaluate_pruning", "filtering_frontier", "finish", "first_below", "generate_pruned",
-    "hashed_uniform", "load_setup", "make_sample_set", "min_after", "online_cost", "online_possible",
-    "online_table", "per_question_table", "prune_positions", "pruning_statistics", "qvalue_traces",
-    "random_matched", "results_table", "sample_real", "sample_summary", "sample_toy", "save_figures",
-    "score_all", "score_sample_set", "signal_auroc", "signal_table", "split_generations", "statistics_table",
-    "summarise", "threshold_grid", "toy_questions", "trace_figure", "vote_credit", "vote_winner",
-    "weighted_credit", "world_bounds_of", "write_metrics",
+    "CutScorer", "FRONTIER_ORDER", "FilteringResult", "FrontierInputs", "FrontierResult", "METHOD_ORDER",
+    "OfflineResult", "PRUNING", "PerSampleGumbel", "PrunedGeneration", "RANDOM_MATCHED_TO", "REWARD_MODELS",
+    "RMSetup", "RewardModelScorer", "SETS", "SampleScores", "SampleSet", "Spend", "attach_online", "best_of_n_credit",
+    "build_samples", "checkpoint_params", "choose_threshold", "compute_frontier", "count_params", "ends_with_eos",
+    "evaluate_frontier", "evaluate_offline", "evaluate_online", "evaluate_pruning", "filtering_frontier", "finish",
+    "first_below", "flops", "frontier_seed_table", "frontier_table", "generate_pruned", "hashed_uniform",
+    "load_setup", "make_sample_set", "min_after", "online_cost", "online_possible", "online_table", "oracle_table",
+    "per_question_table", "prepare_frontier", "prune_positions", "pruning_statistics", "qvalue_traces",
+    "random_matched", "results_table", "sample_real", "sample_summary", "sample_toy", "save_figures", "score_all",
+    "score_sample_set", "sequential_online", "signal_auroc", "signal_table", "split_generations", "statistics_table",
+    "summarise", "threshold_grid", "toy_questions", "trace_figure", "vote_credit", "vote_winner", "weighted_credit",
+    "world_bounds_of", "write_metrics",
 ]

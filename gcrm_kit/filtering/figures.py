@@ -120,3 +120,64 @@ def trace_figure(p: FilteringParams, samples: dict[str, SampleSet], scores: dict
     test = samples["test"]
     return qvalue_traces(scores[("goal", 0)]["test"].q, test.correct, test.first_error_token,
                          offline.chosen[("q_goal", 0)]["threshold"], p.skip_tokens, p.paper_threshold, seed=p.seed)
+
+
+FRONTIER_COLORS = {
+    "deepconf_offline_lowest": "#2ca02c", "deepconf_offline_tail": "#98df8a", "deepconf_online": "#006d2c",
+    "speculative_goal": "#c49c94", "speculative_baseline": "#f7b6d2", "esc": "#393b79",
+    "adaptive_consistency": "#6b6ecf",
+    "probe": "#e6550d", "oracle_first_error": "#000000", "oracle_vote": "#525252",
+}
+
+
+def compute_frontier(points: list[dict], chosen: list[dict], oracles: list[dict], split: str = "test",
+                     target_compute_saved: float | None = None) -> go.Figure:
+    """Vote accuracy against total compute (policy + scorer FLOPs, as a share of generating every sample with no
+    scorer), every method on one figure: a line per method over its settings (mean over rm seeds, std as error
+    bars; methods with one setting are single markers), stars at the settings chosen on validation (mean +- std
+    over rm seeds of their test numbers), crosses for the oracles; dashed: the unfiltered vote; dotted: the
+    compute target. points, chosen, oracles: `frontier.FrontierResult`'s lists."""
+    fig = go.Figure()
+    color = {**METHOD_COLORS, **FRONTIER_COLORS}
+    methods = list(dict.fromkeys(r["method"] for r in chosen))
+    for m in methods:
+        pts = [r for r in points if r["method"] == m and r["set"] == split]
+        settings = list(dict.fromkeys(r["setting"] for r in pts))
+        xs, ys, es = [], [], []
+        for s in settings:
+            at = [r for r in pts if r["setting"] == s]
+            x, _ = _mean_std([1 - r["share_compute_saved"] for r in at])
+            y, e = _mean_std([r["accuracy"] for r in at])
+            xs.append(x), ys.append(y), es.append(e)
+        mode = next(r["mode"] for r in chosen if r["method"] == m)
+        order = np.argsort(xs, kind="stable")  # drawn left to right: a frontier, not the grid's order
+        xs, ys, es, settings = ([v[i] for i in order] for v in (xs, ys, es, settings))
+        if len(settings) > 1:
+            fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": es, "thickness": 1},
+                                     mode="lines+markers", name=f"{m} ({mode})", legendgroup=m,
+                                     line={"color": color.get(m), "dash": "dot" if mode == "offline" else "solid"},
+                                     hovertext=settings))
+        rows = [r for r in chosen if r["method"] == m]
+        x, ex = _mean_std([1 - r["share_compute_saved"] for r in rows])
+        y, ey = _mean_std([r["accuracy"] for r in rows])
+        fig.add_trace(go.Scatter(x=[x], y=[y], error_x={"type": "data", "array": [ex]},
+                                 error_y={"type": "data", "array": [ey]}, mode="markers",
+                                 marker={"symbol": "star", "size": 15, "color": color.get(m),
+                                         "line": {"width": 1, "color": "black"}},
+                                 name=f"{m} ({mode})" if len(settings) <= 1 else m,
+                                 legendgroup=m, showlegend=len(settings) <= 1,
+                                 hovertext=[f"{m}: {rows[0]['setting']}"]))
+    for o in oracles:
+        fig.add_trace(go.Scatter(x=[1 - o["share_compute_saved"]], y=[o["accuracy"]], mode="markers",
+                                 marker={"symbol": "x", "size": 13, "color": color.get(o["method"])},
+                                 name=f"{o['method']} (knows the labels)"))
+    maj = [r["accuracy"] for r in chosen if r["method"] == "majority"]
+    if maj:
+        fig.add_hline(y=maj[0], line_dash="dash", annotation_text="majority vote, all samples")
+    if target_compute_saved is not None:
+        fig.add_vline(x=1 - target_compute_saved, line_dash="dot",
+                      annotation_text=f"{100 * target_compute_saved:g}% of compute saved")
+    fig.update_layout(title=f"Vote accuracy vs total compute ({split} questions; stars: settings chosen on "
+                            "validation)", xaxis={"title": "compute (policy + scorer FLOPs) / generating every sample"},
+                      yaxis={"title": "vote accuracy"}, height=760, width=1100)
+    return fig

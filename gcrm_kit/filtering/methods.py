@@ -30,3 +30,13 @@ REWARD_MODELS = ("goal", "baseline")
 METHOD_ORDER = ["majority", "q_goal", "q_baseline", "token_reward_goal", "token_reward_baseline", "random",
                 "best_of_n_goal", "best_of_n_baseline", "weighted_goal", "weighted_baseline"]
 """the order of methods in summaries and tables"""
+
+FRONTIER_ORDER = [
+    "majority", "q_goal", "q_baseline", "token_reward_goal", "token_reward_baseline", "random", "best_of_n_goal",
+    "best_of_n_baseline", "weighted_goal", "weighted_baseline", "deepconf_offline_lowest", "deepconf_offline_tail",
+    "deepconf_online", "speculative_goal", "speculative_baseline", "esc", "adaptive_consistency", "probe"]
+"""the methods of the accuracy-vs-compute frontier (`frontier`), in table order: the methods above, then
+DeepConf offline (the most confident eta% of traces vote, weighted by confidence: lowest group or tail confidence)
+and online (traces stop when their group confidence falls below a threshold set by warm-up traces), speculative
+rejection with either reward model, early-stopping self-consistency, adaptive consistency and the probe on the
+policy's hidden states"""

@@ -13,7 +13,8 @@ from .. import evaluation, plots
 from ..bounds import WorldBounds
 from ..params import FilteringParams
 from ..runs import Run
-from .figures import filtering_frontier, online_cost, trace_figure
+from .figures import compute_frontier, filtering_frontier, online_cost, trace_figure
+from .frontier import FrontierResult
 from .methods import METHOD_ORDER
 from .offline import OfflineResult
 from .samples import SampleSet, sample_summary
@@ -50,16 +51,17 @@ class FilteringResult:
     online: list[dict]
     summary: list[dict]
     figures: dict = field(default_factory=dict)
+    frontier: FrontierResult | None = None
 
 
 def finish(p: FilteringParams, run: Run, setup: RMSetup, samples: dict[str, SampleSet],
            scores: dict, offline: OfflineResult, online: list[dict],
-           bounds: WorldBounds | None = None) -> FilteringResult:
-    """Write metrics.json (with the test set's `bounds` when measured), the per-question table (per_question.csv)
-    and the figures; return the result."""
+           bounds: WorldBounds | None = None, frontier: FrontierResult | None = None) -> FilteringResult:
+    """Write metrics.json (with the test set's `bounds` and the accuracy-vs-compute `frontier` when measured), the
+    per-question table (per_question.csv) and the figures; return the result."""
     summary = summarise(offline.rows, online)
-    result = FilteringResult(run.dir, setup, samples, offline, online, summary)
-    write_metrics(run, p, setup, samples, offline, online, summary, bounds)
+    result = FilteringResult(run.dir, setup, samples, offline, online, summary, frontier=frontier)
+    write_metrics(run, p, setup, samples, offline, online, summary, bounds, frontier)
     per_question_table(samples["test"], offline, p, setup.rm_seeds).to_csv(run.path("per_question.csv"))
     result.figures = save_figures(run, result, scores, p)
     return result
@@ -67,11 +69,13 @@ def finish(p: FilteringParams, run: Run, setup: RMSetup, samples: dict[str, Samp
 
 def write_metrics(run: Run, p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet],
                   offline: OfflineResult, online: list[dict], summary: list[dict],
-                  bounds: WorldBounds | None = None) -> None:
+                  bounds: WorldBounds | None = None, frontier: FrontierResult | None = None) -> None:
     """metrics.json of the run: the params that matter, the samples, every offline row (chosen thresholds and the
     paper's), the signals' AUROC, the online runs, the summary, the frontier, what each reward model is and, when
     measured, the facts that bound every method on the test samples (`world_bounds`: {"test":
-    `bounds.WorldBounds.as_dict`})."""
+    `bounds.WorldBounds.as_dict`}) and the accuracy-vs-compute frontier (`compute_frontier`:
+    `frontier.FrontierResult.as_dict`: cost model, target and the methods meeting it, per-method summary, chosen
+    settings per rm seed, oracles, every point)."""
     metrics = {
         "notebook": p.notebook, "params_name": p.params_name, "seed": p.seed, "rm_run": str(setup.run_dir),
         "rm_seeds": setup.rm_seeds, "goal_rm": p.goal_rm, "baseline_rm": p.baseline_rm,
@@ -81,6 +85,8 @@ def write_metrics(run: Run, p: FilteringParams, setup: RMSetup, samples: dict[st
         "frontier": offline.frontier, "reward_models": setup.objectives()}
     if bounds is not None:
         metrics["world_bounds"] = {"test": bounds.as_dict()}
+    if frontier is not None:
+        metrics["compute_frontier"] = frontier.as_dict()
     run.write_json("metrics.json", metrics)
 
 
@@ -90,6 +96,10 @@ def save_figures(run: Run, result: FilteringResult, scores: dict, p: FilteringPa
             "qvalue_traces": trace_figure(p, result.samples, scores, result.offline)}
     if result.online:
         figs["online_cost"] = online_cost(result.online)
+    fr = result.frontier
+    if fr is not None:
+        figs["compute_frontier"] = compute_frontier(fr.points, fr.chosen, fr.oracles,
+                                                    target_compute_saved=fr.target["target_compute_saved"])
     for name, fig in figs.items():
         plots.save_figure(fig, run.path("figures", name))
     return figs

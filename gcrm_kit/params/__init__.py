@@ -12,7 +12,7 @@ Building params does no I/O; `runs.start_run` makes the run folder.
 """
 
 from .core import ParamsError, dump_yaml, from_dict, read_yaml, to_dict
-from .filtering import FilteringParams, OnlineParams
+from .filtering import FilteringParams, FrontierParams, OnlineParams
 from .loading import NOTEBOOK_PARAMS, from_notebook, load_params, parameters_cell_defaults
 from .representation import PrototypeSpec, ProjectionParams, RepresentationParams
 from .rm_training import (ContrastiveParams, EvaluationParams, PairsParams, RewardModelSpec, RewardTrainingParams,
@@ -23,7 +23,7 @@ from .world import PolicyParams, WorldParams
 
 __all__ = [
     "AttributePrototype", "BeamParams", "ContrastiveParams", "DataParams", "DatasetSpec", "DistributedParams",
-    "EvaluationParams", "FilteringParams", "LoraParams", "ModelParams", "NOTEBOOK_PARAMS", "OnlineParams",
+    "EvaluationParams", "FilteringParams", "FrontierParams", "LoraParams", "ModelParams", "NOTEBOOK_PARAMS", "OnlineParams",
     "PairsParams", "ParamsError", "PolicyParams", "PrototypeSpec", "ProjectionParams", "QuantParams",
     "RMTrainingParams", "RepresentationParams", "RewardModelSpec", "RewardTrainingParams", "SteeringDataParams",
     "SteeringParams", "SteeringTarget", "WorldParams", "dump_yaml", "from_dict", "from_notebook", "load_params",

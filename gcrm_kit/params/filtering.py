@@ -26,6 +26,58 @@ class OnlineParams:
 
 
 @dataclass
+class FrontierParams:
+    """The accuracy-vs-compute frontier: every method of notebook 03 (and the field's early-stopping methods) on the
+    same samples, its cost in FLOPs (policy prefill + generated tokens, plus the tokens a scorer reads times its
+    size: 2 x parameters per token read), its operating point chosen on validation and reported on test."""
+
+    enabled: bool = True
+    """build the frontier (section 11 of the notebook)"""
+    policy_params: int = 0
+    """parameters of the policy in the cost model; 0: counted from the notebook-01 run's policy checkpoint (set it
+    for `generations` written by another model)"""
+    scorer_params: int = 0
+    """parameters of every reward model that reads tokens, in the cost model; 0: counted from each checkpoint. A
+    value below the policy's prices a smaller scorer: a scorer's break-even is set by its size relative to the
+    policy"""
+    max_accuracy_drop: float = 0.005
+    """an operating point is eligible when its validation vote accuracy is at most this below the unfiltered vote's;
+    the eligible one saving the most compute is chosen, and on test a method meets the target when it is within
+    this of the unfiltered vote"""
+    target_compute_saved: float = 0.5
+    """the share of compute a method must save on test (at its validation-chosen point) to meet the target"""
+    logprob_top_k: int = 20
+    """DeepConf: top candidates per position whose log-probabilities make the token confidence"""
+    window: int = 16
+    """DeepConf: tokens per group (sliding window) of the group confidence (the paper: 2048 on long traces)"""
+    tail: int = 16
+    """DeepConf: last tokens of a trace whose mean confidence is the tail confidence"""
+    keep_percents: list[float] = field(default_factory=lambda: [10.0, 30.0, 50.0, 70.0, 90.0, 100.0])
+    """DeepConf's eta: offline, the most confident eta% of a question's traces vote; online, the stopping threshold
+    is the (100 - eta)th percentile of the warm-up traces' lowest group confidence"""
+    warmup_traces: int = 2
+    """DeepConf online: traces per question generated in full to set the stopping threshold"""
+    rejection_points: list[int] = field(default_factory=lambda: [8, 16, 32])
+    """speculative rejection: response tokens after which partial samples are scored and the best kept"""
+    keep_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    """speculative rejection: share of each question's samples kept at the rejection point"""
+    esc_windows: list[int] = field(default_factory=lambda: [2, 3, 4])
+    """early-stopping self-consistency: samples per window; drawing stops after a window whose answers all agree"""
+    adaptive_thresholds: list[float] = field(default_factory=lambda: [0.6, 0.75, 0.9, 0.95, 0.99])
+    """adaptive consistency: drawing stops once the Beta posterior puts the leading answer ahead of the runner-up
+    with at least this probability"""
+    probe_layer: int = -1
+    """the policy's hidden layer the probe reads (-1: the last)"""
+    probe_train_pairs: int = 512
+    """training pairs of the notebook-01 run (a correct and an incorrect solution each) whose states train the
+    probe"""
+    probe_positions: int = 16
+    """prefix positions drawn per training solution (all of them when it is shorter)"""
+    probe_c: float = 1.0
+    """inverse regularisation strength of the logistic-regression probe"""
+
+
+@dataclass
 class FilteringParams:
     """Params of notebook 03_filtering: filtering during majority voting with Q-values (PAPER.md section 4),
     offline as in the paper and online (samples stopped while being generated), against baselines on the same
@@ -94,6 +146,7 @@ class FilteringParams:
     """where the policy and the reward models run: `auto` (the first GPU when there is one, else the CPU), `cpu`,
     `cuda` or `cuda:<i>` (gcrm_kit.device.resolve_device)"""
     online: OnlineParams = field(default_factory=OnlineParams)
+    frontier: FrontierParams = field(default_factory=FrontierParams)
 
     @property
     def params_stem(self) -> str:
@@ -115,5 +168,22 @@ class FilteringParams:
         if self.online.chunk_size < 1 or self.online.batch_size < 1 or self.online.repeats < 1:
             raise ParamsError("online.chunk_size, online.batch_size and online.repeats must be >= 1")
         check_device(self.device)
+        f = self.frontier
+        if f.policy_params < 0 or f.scorer_params < 0 or f.max_accuracy_drop < 0:
+            raise ParamsError("frontier.policy_params, frontier.scorer_params and frontier.max_accuracy_drop must be "
+                              ">= 0")
+        if f.logprob_top_k < 1 or f.window < 1 or f.tail < 1 or f.warmup_traces < 1 or f.probe_positions < 1:
+            raise ParamsError("frontier.logprob_top_k, window, tail, warmup_traces and probe_positions must be >= 1")
+        if not f.keep_percents or any(not 0 < e <= 100 for e in f.keep_percents):
+            raise ParamsError(f"frontier.keep_percents: need values in (0, 100], got {f.keep_percents}")
+        if not f.keep_fractions or any(not 0 < a <= 1 for a in f.keep_fractions):
+            raise ParamsError(f"frontier.keep_fractions: need values in (0, 1], got {f.keep_fractions}")
+        if not f.rejection_points or min(f.rejection_points) < 0:
+            raise ParamsError(f"frontier.rejection_points: need token counts >= 0, got {f.rejection_points}")
+        if not f.esc_windows or min(f.esc_windows) < 1:
+            raise ParamsError(f"frontier.esc_windows: need window sizes >= 1, got {f.esc_windows}")
+        if not f.adaptive_thresholds or any(not 0.5 <= c < 1 for c in f.adaptive_thresholds):
+            raise ParamsError(f"frontier.adaptive_thresholds: need probabilities in [0.5, 1), got "
+                              f"{f.adaptive_thresholds}")
         if self.goal_rm == self.baseline_rm:
             raise ParamsError("goal_rm and baseline_rm must name different reward models")

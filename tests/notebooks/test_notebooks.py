@@ -190,6 +190,23 @@ def _check_filtering(metrics, run):
         assert online[m]["seconds"] > 0
     assert online["none"]["policy_tokens"] == online["generate_all"]["policy_tokens"]
     assert (run / "per_question.csv").is_file()
+    fr = metrics["compute_frontier"]
+    chosen = {r["method"] for r in fr["chosen"]}
+    assert {"majority", "q_goal", "deepconf_online", "speculative_goal", "esc", "adaptive_consistency",
+            "probe"} <= chosen
+    for r in fr["chosen"]:
+        # an operating point never costs less than nothing, and the unfiltered vote is the reference
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["share_compute_saved"] <= 1.0 and r["flops"] > 0
+        if r["method"] == "majority":
+            assert r["share_compute_saved"] == 0.0 and r["accuracy"] == r["accuracy_unfiltered"]
+    assert {o["method"] for o in fr["oracles"]} == {"oracle_first_error", "oracle_vote"}
+    assert set(fr["target"]["methods_meeting_target"]) <= chosen
+    assert (run / "figures" / "compute_frontier.json").is_file()
+    drawn = {r["method"]: r for r in fr["online"]}
+    assert {"none", "esc", "adaptive_consistency"} <= set(drawn)
+    for r in drawn.values():
+        # drawing in rounds regenerates the recorded samples, never more tokens than all of them
+        assert r["responses_match_offline"] == 1.0 and r["policy_tokens"] <= drawn["none"]["policy_tokens"]
     _check_world_bounds(metrics["world_bounds"], ["test"])
     test = metrics["world_bounds"]["test"]  # the samples the methods used
     assert (test["n_samples"], test["share_correct"]) == (metrics["samples"]["test"]["samples"],

@@ -1,0 +1,125 @@
+"""DeepConf (Fu, Wang, Tian & Zhao 2025, "Deep Think with Confidence", arXiv:2508.15260): the policy's own token
+log-probabilities decide which samples vote (offline) and which stop early (online), with no scorer at all.
+
+Confidences are `gcrm_kit.confidence`'s: the token confidence C_i (negative mean top-k log-probability), the group
+confidence (mean C_i over a sliding window), a trace's lowest group confidence and its tail confidence.
+
+- offline (`offline_spend`): every trace is generated; per question the eta% most confident traces are kept and
+  vote, weighted by their confidence;
+- online (`online_spend`), a replay on the full traces: per question the first `warmup` traces (in draw order) are
+  generated in full and set the stopping threshold s, the (100 - eta)th percentile of their lowest group
+  confidences; every later trace stops at the first token whose group confidence (the window ending there; a trace
+  shorter than the window is judged at its last token) falls below s, having generated the tokens up to that one,
+  and does not vote. The warm-up traces and the traces never stopped vote, weighted by their lowest group
+  confidence. The replay is exact: the tokens and log-probabilities of a trace up to its stop are those it had.
+
+Log-probabilities come from the records (an engine such as vLLM writes them: `confidence.record_logprobs`;
+`file_logprobs` names the file, line and key of a record without them) or from one forward pass of the policy that
+wrote the samples (`policy_confidences`). Positions are the engine's tokens; where a record has a different
+number of them than the kit's tokenizer counts, a stop is mapped to the kit's tokens by its share of the response.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..confidence import TokenLogprobs, group_confidences, policy_logprobs, record_logprobs, token_confidence
+from .cost import Spend
+from .samples import SampleSet, ends_with_eos
+
+
+def file_logprobs(path: str | Path, ss: SampleSet, k: int) -> list[TokenLogprobs]:
+    """Each sample's log-probabilities from its record's meta (``token_logprobs``, ``top_logprobs``), the samples
+    having been read from the JSONL file `path` (meta ``uid``: the record's index among the file's records).
+    Raises ValueError naming the file, the line and the key of the first record without usable ones."""
+    lines = [n for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    out = []
+    for r in ss.records:
+        try:
+            out.append(record_logprobs([r], k)[0])
+        except ValueError as e:
+            uid = r.meta.get("uid")
+            where = f"{path}:{lines[uid]}" if isinstance(uid, int) and 0 <= uid < len(lines) else f"{path}"
+            raise ValueError(f"{where}: {str(e).removeprefix('record 0: ')}") from None
+    return out
+
+
+def policy_confidences(policy, tokenizer, ss: SampleSet, k: int, batch_size: int) -> list[np.ndarray]:
+    """Each sample's token confidences under `policy` (the one that wrote them), a batch of forward passes at a
+    time so that only the confidences are kept; a sample cut at the token limit is scored without an EOS."""
+    out = []
+    recs = ss.records
+    for start in range(0, len(recs), batch_size):
+        chunk = recs[start:start + batch_size]
+        lps = policy_logprobs(policy, tokenizer, [r.prompt for r in chunk], [r.response for r in chunk], k=k,
+                              batch_size=batch_size, eos=[ends_with_eos(r) for r in chunk])
+        out += trace_confidences(lps)
+    return out
+
+
+def trace_confidences(lps: list[TokenLogprobs]) -> list[np.ndarray]:
+    """Per trace, its token confidences C_i, (n_i,)."""
+    return [token_confidence(lp.top) for lp in lps]
+
+
+def running_group_confidence(conf: np.ndarray, window: int) -> np.ndarray:
+    """(n,) group confidence of the window ending at each token, NaN until the first full window (a trace of at most
+    `window` tokens has one group, over all of them, at its last token)."""
+    conf = np.asarray(conf, dtype=float)
+    n = len(conf)
+    out = np.full(n, np.nan)
+    if n <= window:
+        out[-1] = conf.mean()
+        return out
+    out[window - 1:] = np.convolve(conf, np.ones(window), mode="valid") / window
+    return out
+
+
+def lowest_group(confs: list[np.ndarray], window: int) -> np.ndarray:
+    """(S,) each trace's lowest group confidence."""
+    return np.array([group_confidences(c, window).min() for c in confs])
+
+
+def tail(confs: list[np.ndarray], n: int) -> np.ndarray:
+    """(S,) each trace's tail confidence (mean C_i over its last `n` tokens)."""
+    return np.array([float(np.mean(c[-n:])) for c in confs])
+
+
+def offline_spend(ss: SampleSet, score: np.ndarray, keep_percent: float) -> Spend:
+    """Every trace generated in full; per question the ceil(eta% of its traces) with the highest `score` vote,
+    weighted by that score (ties: the earlier sample first)."""
+    kept = np.zeros(len(score), dtype=bool)
+    for q in range(ss.n_questions):
+        idx = np.flatnonzero(ss.question == q)
+        n = max(1, int(np.ceil(keep_percent / 100 * len(idx) - 1e-9)))
+        kept[idx[np.argsort(-score[idx], kind="stable")[:n]]] = True
+    return Spend(np.ones(len(score), dtype=bool), ss.length.copy(), kept, weights=np.asarray(score, dtype=float))
+
+
+def stop_position(conf: np.ndarray, window: int, threshold: float) -> int:
+    """Index of the token at which a trace stops (its group confidence first below `threshold`), or -1."""
+    g = running_group_confidence(conf, window)
+    hit = np.flatnonzero(~np.isnan(g) & (g < threshold))
+    return int(hit[0]) if len(hit) else -1
+
+
+def online_spend(ss: SampleSet, confs: list[np.ndarray], orders: list[np.ndarray], keep_percent: float, warmup: int,
+                 window: int) -> Spend:
+    """The online replay (module docstring) over every question, traces drawn in `orders` (per question, sample
+    indices in draw order). Returns the spend; `weights` are the lowest group confidences."""
+    S = len(confs)
+    low = lowest_group(confs, window)
+    generated = ss.length.copy()
+    kept = np.ones(S, dtype=bool)
+    for order in orders:
+        warm, rest = order[:warmup], order[warmup:]
+        threshold = float(np.percentile(low[warm], 100 - keep_percent))
+        for i in rest:
+            t = stop_position(confs[i], window, threshold)
+            if t >= 0:
+                kept[i] = False
+                n_lp = len(confs[i])
+                generated[i] = t + 1 if n_lp == ss.length[i] else int(np.ceil((t + 1) * ss.length[i] / n_lp))
+    return Spend(np.ones(S, dtype=bool), generated, kept, weights=low)
