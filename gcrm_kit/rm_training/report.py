@@ -36,6 +36,9 @@ class RMTrainingResult:
     data_size_curve: list[dict] = field(default_factory=list)
     skipped: dict = field(default_factory=dict)
     """everything left out, by reason (`skip_counts`)"""
+    process_labels: dict = field(default_factory=dict)
+    """what labelling the process reward models' steps cost (`prm_labels.LabellingCost`, policy tokens included);
+    empty without process reward models"""
 
 
 def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
@@ -106,7 +109,8 @@ def write_metrics(run: Run, p: RMTrainingParams, result: RMTrainingResult, best_
     """Write the run's metrics.json: the params' identity, the policy's accuracy and attempts, pair counts,
     everything left out, one row per reward model, seed and data size (each with its `objective`), the summary
     over seeds, the data-size curve and, when measured, the world's bounds per split (`world_bounds`: {split:
-    `bounds.WorldBounds.as_dict`}, from ``result.world.world_bounds``) and the best-of-n curve (`best_of_n`).
+    `bounds.WorldBounds.as_dict`}, from ``result.world.world_bounds``), the best-of-n curve (`best_of_n`) and, with
+    process reward models, what labelling their steps cost (`process_labels`).
     Returns what it wrote."""
     world = result.world
     metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
@@ -117,6 +121,8 @@ def write_metrics(run: Run, p: RMTrainingParams, result: RMTrainingResult, best_
         metrics["world_bounds"] = {split: b.as_dict() for split, b in world.world_bounds.items()}
     if best_of_n is not None:
         metrics["best_of_n"] = best_of_n
+    if result.process_labels:
+        metrics["process_labels"] = result.process_labels
     run.write_json("metrics.json", metrics)
     return metrics
 
