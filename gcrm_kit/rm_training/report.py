@@ -149,20 +149,37 @@ def _read_log(d: Path) -> list[dict]:
 def results_table(result: RMTrainingResult, read: str = "eos"):
     """Mean ± std over seeds of pairwise accuracy and AUROC per split, one row per reward model (DataFrame).
     `read` (a key of `READINGS`): the AUROC of the reward read at the EOS ("eos") or at the response's last token
-    with no EOS ("last_token"). Raises ValueError for another `read`, or for "last_token" on a summary without it."""
+    with no EOS ("last_token"; models without that reading, process reward models, are left out of it). Raises
+    ValueError for another `read`, or for "last_token" on a summary where no model has it."""
     import pandas as pd
 
     if read not in READINGS:
         raise ValueError(f"results_table: read={read!r} is not one of {sorted(READINGS)}")
     key = READINGS[read]
-    if any(key not in e for e in result.summary):
+    if not any(key in e for e in result.summary):
         raise ValueError(f"results_table: the summary has no {key!r} (a run evaluated before that reading was "
                          "measured); run notebook 01 again to get it")
     rows = []
     for e in result.summary:
+        if key not in e:  # a process reward model has no EOS-free reading: its last step is read at the EOS
+            continue
         row = {"reward_model": e["reward_model"], "seeds": e["n_seeds"],
                "pairwise acc": f"{e['pairwise_accuracy']['mean']:.3f} ± {e['pairwise_accuracy']['std']:.3f}"}
         for s, v in e[key].items():
             row[f"AUROC {s}" + ("" if read == "eos" else " (last token)")] = f"{v['mean']:.3f} ± {v['std']:.3f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("reward_model")
+
+
+def process_labels_table(result: RMTrainingResult):
+    """What labelling the process reward models' steps cost, one row (pandas DataFrame): the label source, solutions
+    and steps labelled, rollouts and the policy tokens they generated, and those per step; empty without process
+    reward models."""
+    import pandas as pd
+
+    c = dict(result.process_labels)
+    if not c:
+        return pd.DataFrame()
+    c.pop("skipped", None)
+    c["policy tokens per step"] = c["policy_tokens"] / c["n_steps"] if c.get("n_steps") else float("nan")
+    return pd.DataFrame([c]).set_index("source")
