@@ -31,5 +31,6 @@ def test_run_job_dispatches_by_stage(tmp_path):
     seen = []
     assert launch_worker.run_job({"echo": lambda j: seen.append(j)}, [str(job), "--local_rank=0"]) == 0
     assert seen == [{"module": WORKER, "stage": "echo", "value": 3}]
-    with pytest.raises(SystemExit, match=r"job\.json: unknown stage 'echo'; known: \['fit_reward_model'\]"):
+    known = r"\['fit_process_model', 'fit_reward_model'\]"
+    with pytest.raises(SystemExit, match=r"job\.json: unknown stage 'echo'; known: " + known):
         worker.main([str(job)])
