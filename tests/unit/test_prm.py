@@ -189,3 +189,20 @@ def test_every_rm_params_file_accepts_a_process_reward_model(name):
     assert step_separator_of(p) == (";" if p.data.kind == "toy" else "\n\n")
     with pytest.raises(ParamsError, match="trains on step labels alone"):
         from_dict(RMTrainingParams, {**d, "reward_models": [{"name": "x", "kind": "process", "contrastive_weight": 0.5}]})
+
+
+def test_a_bad_stepwise_file_stops_notebook_01_before_anything_is_trained_or_saved(tmp_path):
+    """process.data_file with a bad row: build_process_data raises naming the file, line and key, and leaves no
+    examples file in the run folder for a resumed run to train on."""
+    from gcrm_kit.params import RMTrainingParams, from_dict
+    from gcrm_kit.rm_training.process_data import EXAMPLES_FILE, build_process_data
+    from gcrm_kit.runs import Run
+
+    f = _stepwise_file(tmp_path, [GOOD, GOOD, {**GOOD, "completions": ["1+1=2", "A:2", "A:3"]}])
+    p = from_dict(RMTrainingParams, {"reward_models": [{"name": "prm", "kind": "process"}],
+                                     "process": {"data_file": str(f)}})
+    run = Run(tmp_path / "run", "01_rm_training", p)
+    where = f"{f}, row 3 (line 3): key 'labels' has 2 labels for the 3 steps"
+    with pytest.raises(DataError, match=re.escape(where)):
+        build_process_data(p, run, None)
+    assert not (tmp_path / "run" / "data" / EXAMPLES_FILE).exists()
