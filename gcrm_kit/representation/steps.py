@@ -162,6 +162,8 @@ def processbench_table(data: dict):
     the curve-drop localisation score with its chance level where it was measured."""
     import pandas as pd
 
+    if data.get("skipped"):
+        return pd.DataFrame({"skipped": [data["skipped"]]})
     rows = []
     for name, e in data["readers"].items():
         row = {"reader": name, "kind": e["kind"], "seeds": len(e["per_seed"])}
@@ -182,8 +184,10 @@ class StepReaders:
 
     scores: dict[str, list[list[np.ndarray]]]
     kinds: dict[str, str]
-    labels: np.ndarray
+    labels: np.ndarray | None
     prm_values: dict[str, list[TokenValues]] = field(default_factory=dict)
+    why_not: str = ""
+    """why the steps were not scored (labels None): the solutions' first wrong steps are unknown"""
 
 
 def read_step_readers(inputs, values: dict[str, list[TokenValues]], q_prototype: str, device: torch.device,
@@ -192,10 +196,14 @@ def read_step_readers(inputs, values: dict[str, list[TokenValues]], q_prototype:
     Q-values towards `q_prototype` and reward heads from their per-token `values` (`read_reward_models`), the
     process reward models of `inputs.prm_dirs` (run here on `device`) and the policy's confidence."""
     records, sep = inputs.records, inputs.separator
+    prm_values = read_process_models(inputs.prm_dirs, records, device, batch_size)
+    try:
+        labels = step_labels(records, sep)
+    except ValueError as e:  # e.g. a real evaluation set labelled by its final answer alone
+        return StepReaders({}, {}, None, prm_values, f"no first wrong step to score against: {e}")
     cols = step_columns(inputs.tokenizer, records, sep)
     scores: dict[str, list[list[np.ndarray]]] = {}
     kinds: dict[str, str] = {}
-    prm_values = read_process_models(inputs.prm_dirs, records, device, batch_size)
     for name, tvs in prm_values.items():
         scores[reader_name(name, "prm")], kinds[reader_name(name, "prm")] = \
             [at_steps(tv, HEAD, cols) for tv in tvs], "prm"
@@ -205,7 +213,7 @@ def read_step_readers(inputs, values: dict[str, list[TokenValues]], q_prototype:
             kinds[reader_name(name, scorer)] = kind
     scores[POLICY] = [policy_step_confidence(inputs.policy_dir, records, cols, device, batch_size)]
     kinds[POLICY] = "policy"
-    return StepReaders(scores, kinds, step_labels(records, sep), prm_values)
+    return StepReaders(scores, kinds, labels, prm_values)
 
 
 def step_analyses(inputs, steps: StepReaders, analyses: dict[str, Analysis], fractions: list[float],
@@ -213,7 +221,8 @@ def step_analyses(inputs, steps: StepReaders, analyses: dict[str, Analysis], fra
     """The per-step analyses of notebook 02, given the outcome models' `analyses` so far (its
     `error_localisation`): with process reward models, their partial-sequence AUROC (`prm_partial_auroc`) and
     curve-drop localisation (`prm_localisation`) on their per-token P(right); then ProcessBench's scores of every
-    reader (`processbench`), each beside its localisation score where there is one."""
+    reader (`processbench`), each beside its localisation score where there is one; when the solutions' first wrong
+    steps are unknown, `processbench` holds only why ({"skipped": ..., "readers": {}}) and no figure."""
     out: dict[str, Analysis] = {}
     if steps.prm_values:
         out["prm_partial_auroc"] = partial_auroc(steps.prm_values, inputs.labels, fractions, [HEAD], n_bootstrap,
@@ -228,5 +237,8 @@ def step_analyses(inputs, steps: StepReaders, analyses: dict[str, Analysis], fra
     if "prm_localisation" in out:
         for rm, by in out["prm_localisation"].data["scores"].items():
             loc[reader_name(rm, "prm")] = by[HEAD]
-    out["processbench"] = processbench_readers(steps.scores, steps.kinds, steps.labels, share, seed, loc)
+    if steps.labels is None:
+        out["processbench"] = Analysis("processbench", {"skipped": steps.why_not, "readers": {}})
+    else:
+        out["processbench"] = processbench_readers(steps.scores, steps.kinds, steps.labels, share, seed, loc)
     return out

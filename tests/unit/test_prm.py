@@ -188,7 +188,8 @@ def test_every_rm_params_file_accepts_a_process_reward_model(name):
     assert p.reward_models[-1].kind == "process"
     assert step_separator_of(p) == (";" if p.data.kind == "toy" else "\n\n")
     with pytest.raises(ParamsError, match="trains on step labels alone"):
-        from_dict(RMTrainingParams, {**d, "reward_models": [{"name": "x", "kind": "process", "contrastive_weight": 0.5}]})
+        from_dict(RMTrainingParams, {**d, "reward_models": [{"name": "x", "kind": "process",
+                                                             "contrastive_weight": 0.5}]})
 
 
 def test_a_bad_stepwise_file_stops_notebook_01_before_anything_is_trained_or_saved(tmp_path):

@@ -108,3 +108,16 @@ def test_policy_step_confidence_is_the_mean_logprob_of_each_steps_tokens(tiny_po
     # "7+3=0;" is tokens 0-5, "0*2=0;" 6-11, "A:0" + EOS 12-15
     want = [lp[0].sampled[0:6].mean(), lp[0].sampled[6:12].mean(), lp[0].sampled[12:16].mean()]
     assert np.allclose(got[0], want) and len(got[1]) == 2
+
+
+def test_solutions_without_step_labels_skip_the_step_scores_with_the_reason(tokenizer):
+    """A real evaluation set labelled by its final answer alone: no ProcessBench scores, the reason kept."""
+    from types import SimpleNamespace
+
+    recs = [GenerationRecord("q", "a\n\nb", True), GenerationRecord("q", "c", False)]
+    inputs = SimpleNamespace(records=recs, separator="\n\n", prm_dirs={}, tokenizer=tokenizer)
+    steps = st.read_step_readers(inputs, {}, "correct", "cpu")
+    assert steps.labels is None and steps.scores == {} and "record 0: meta has neither" in steps.why_not
+    out = st.step_analyses(inputs, steps, {}, [0.5], 10, (0, 5), 0.5, 0)
+    assert out["processbench"].data == {"skipped": steps.why_not, "readers": {}}
+    assert list(st.processbench_table(out["processbench"].data).columns) == ["skipped"]
