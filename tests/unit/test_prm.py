@@ -207,3 +207,28 @@ def test_a_bad_stepwise_file_stops_notebook_01_before_anything_is_trained_or_sav
     with pytest.raises(DataError, match=re.escape(where)):
         build_process_data(p, run, None)
     assert not (tmp_path / "run" / "data" / EXAMPLES_FILE).exists()
+
+
+def _multichar_tokenizer():
+    """Printable characters plus tokens "\\n\\n" and ".\\n" (as a BPE vocabulary merges them)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", "\n\n", ".\n"]
+                                        + [chr(c) for c in range(32, 127)])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n\n|\.\n|."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def test_step_labels_sit_on_a_multi_character_separator_token():
+    tok = _multichar_tokenizer()
+    enc, pos = step_positions(tok, "Q", ["x = 1", "so y = 2"], "\n\n")
+    tokens = tok.convert_ids_to_tokens(enc.input_ids)
+    assert [tokens[i] for i in pos] == ["\n\n", "</s>"] and tokens[pos[0] - 1] == "1"
+    # a token merging a step's last character with the separator ("." + "\n") carries that step's label
+    enc, pos = step_positions(tok, "Q", ["x = 1.", "y = 2."], "\n")
+    tokens = tok.convert_ids_to_tokens(enc.input_ids)
+    assert [tokens[i] for i in pos] == [".\n", "</s>"]
