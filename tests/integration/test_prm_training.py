@@ -107,3 +107,43 @@ def test_prm_through_lora_and_4bit_merges_to_a_plain_checkpoint(policy64, tmp_pa
     model, tok = load_prm(out)
     assert type(model).__name__ == "LlamaForTokenClassification"
     assert len(prm_step_scores(model, tok, ["1+1?"], ["1+1=2;A:2"])[0]) == 2
+
+
+@pytest.mark.scale
+def test_prm_on_single_gpu_params_from_a_stepwise_file(policy64, tmp_path):
+    """params/01_rm_training/single_gpu.yaml as shipped (4-bit backbone, LoRA, its training settings) with a process
+    reward model trained on a TRL stepwise file; only what cannot run on a CPU is overridden (the tiny backbone,
+    float32, a few steps). The checkpoint is merged, checked and evaluated like notebook 01 does."""
+    pytest.importorskip("bitsandbytes")
+    from pathlib import Path
+
+    from gcrm_kit.data import GenerationRecord, PreferencePair
+    from gcrm_kit.params import RMTrainingParams, from_dict, load_params, step_separator_of, to_dict
+    from gcrm_kit.rm_training import RMData
+    from gcrm_kit.rm_training.process_data import ProcessData, read_stepwise_file
+    from gcrm_kit.rm_training.process_fit import evaluate_process_model, train_one_process_model
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = to_dict(load_params("01_rm_training", root / "params" / "01_rm_training" / "single_gpu.yaml"))
+    rows = [{"prompt": e.prompt, "completions": e.steps, "labels": [bool(y) for y in e.labels]} for e in _examples()]
+    data_file = tmp_path / "steps.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = {**shipped, "reward_models": [{"name": "prm", "kind": "process"}], "device": "cpu",
+         "process": {**shipped["process"], "data_file": str(data_file), "step_separator": ";"},
+         "model": {**shipped["model"], "backbone": str(policy64), "dtype": "float32"},
+         "quant": {**shipped["quant"], "compute_dtype": "float32"},
+         "training": {**shipped["training"], "batch_size": 4, "epochs": 1, "save_steps": 100, "max_length": 64},
+         "distributed": {**shipped["distributed"], "gradient_accumulation_steps": 1}}
+    p = from_dict(RMTrainingParams, d)
+    assert p.lora.enabled and p.quant.load_in_4bit and p.data.kind == "real" and step_separator_of(p) == ";"
+    examples = read_stepwise_file(str(data_file), ";")
+    recs = [GenerationRecord(e.prompt, ";".join(e.steps), all(e.labels)) for e in examples]
+    held = [PreferencePair("1+1?", "1+1=2;A:2", "1+1=6;A:6")]
+    world = RMData(policy64, {"steps": recs}, [], held, {})
+    out = train_one_process_model(p, world, ProcessData(examples, [-1] * len(examples), ";"), p.reward_models[0], 0,
+                                  tmp_path / "prm_seed0")
+    assert json.loads((out / "checkpoint_check.json").read_text())["ok"] and (out / "DONE").is_file()
+    m = evaluate_process_model(out, world)
+    assert 0 <= m["pairwise_accuracy"] <= 1 and 0 <= m["auroc"]["steps"] <= 1 and "steps" in m["auroc_last_step"]
+    scores = json.loads((out / "eval_scores.json").read_text())["steps"]
+    assert [len(s) for s in scores] == [len(e.steps) for e in examples]
