@@ -26,14 +26,17 @@ from .toyworld.sampling import cached_samples
 
 log = logging.getLogger(__name__)
 
-ROLES = ("baseline", "goal_conditioned", "grm", "goal_conditioned_grm")
+ROLES = ("baseline", "goal_conditioned", "grm", "goal_conditioned_grm", "process")
 """what a reward model is, read off its objective: `baseline` (Bradley-Terry alone), `goal_conditioned`
 (Bradley-Terry + the contrastive term), `grm` (Bradley-Terry + a GRM text-generation regulariser),
-`goal_conditioned_grm` (both terms)"""
+`goal_conditioned_grm` (both terms), `process` (a process reward model: per-step probabilities, a
+token-classification checkpoint, `gcrm_kit.prm`)"""
 
 
 def role_of(spec: RewardModelSpec) -> str:
     """The role (see ROLES) of a reward model trained with `spec`."""
+    if spec.kind == "process":
+        return "process"
     goal, grm = spec.contrastive_weight > 0, spec.grm_weight > 0
     return {(False, False): "baseline", (True, False): "goal_conditioned", (False, True): "grm",
             (True, True): "goal_conditioned_grm"}[(goal, grm)]
@@ -45,6 +48,8 @@ def objective_of(spec: RewardModelSpec) -> dict:
     out = {"role": role_of(spec), "contrastive_weight": spec.contrastive_weight, "grm_weight": spec.grm_weight}
     if spec.grm_weight > 0:
         out.update(grm_regulariser=spec.grm_regulariser, grm_beta=spec.grm_beta)
+    if spec.kind != "outcome":
+        out["kind"] = spec.kind
     return out
 
 

@@ -15,17 +15,18 @@ from .core import ParamsError, dump_yaml, from_dict, read_yaml, to_dict
 from .filtering import FilteringParams, FrontierParams, OnlineParams
 from .loading import NOTEBOOK_PARAMS, from_notebook, load_params, parameters_cell_defaults
 from .representation import PrototypeSpec, ProjectionParams, RepresentationParams
-from .rm_training import (ContrastiveParams, EvaluationParams, PairsParams, RewardModelSpec, RewardTrainingParams,
-                          RMTrainingParams)
+from .rm_training import (ContrastiveParams, EvaluationParams, PairsParams, ProcessParams, RewardModelSpec,
+                          RewardTrainingParams, RMTrainingParams, step_separator_of)
 from .scale import DataParams, DatasetSpec, DistributedParams, LoraParams, ModelParams, QuantParams, validate_scale
 from .steering import AttributePrototype, BeamParams, SteeringDataParams, SteeringParams, SteeringTarget
 from .world import PolicyParams, WorldParams
 
 __all__ = [
     "AttributePrototype", "BeamParams", "ContrastiveParams", "DataParams", "DatasetSpec", "DistributedParams",
-    "EvaluationParams", "FilteringParams", "FrontierParams", "LoraParams", "ModelParams", "NOTEBOOK_PARAMS", "OnlineParams",
-    "PairsParams", "ParamsError", "PolicyParams", "PrototypeSpec", "ProjectionParams", "QuantParams",
+    "EvaluationParams", "FilteringParams", "FrontierParams", "LoraParams", "ModelParams", "NOTEBOOK_PARAMS",
+    "OnlineParams", "PairsParams", "ParamsError", "PolicyParams", "ProcessParams", "PrototypeSpec", "ProjectionParams",
+    "QuantParams",
     "RMTrainingParams", "RepresentationParams", "RewardModelSpec", "RewardTrainingParams", "SteeringDataParams",
     "SteeringParams", "SteeringTarget", "WorldParams", "dump_yaml", "from_dict", "from_notebook", "load_params",
-    "parameters_cell_defaults", "read_yaml", "to_dict", "validate_scale",
+    "parameters_cell_defaults", "read_yaml", "step_separator_of", "to_dict", "validate_scale",
 ]

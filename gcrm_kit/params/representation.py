@@ -85,6 +85,9 @@ class RepresentationParams:
     device: str = "auto"
     """where the reward models run: `auto` (the first GPU when there is one, else the CPU), `cpu`, `cuda` or
     `cuda:<i>` (`gcrm_kit.device.resolve_device`)"""
+    processbench_validation_share: float = 0.5
+    """share of the analysed solutions (drawn with `seed`) on which each per-step reader's threshold is chosen;
+    ProcessBench's scores are reported on the rest"""
 
     @property
     def params_stem(self) -> str:
@@ -114,3 +117,6 @@ class RepresentationParams:
         if self.projection.perplexity <= 0:
             raise ParamsError("projection.perplexity must be > 0")
         check_device(self.device)
+        if not 0.0 < self.processbench_validation_share < 1.0:
+            raise ParamsError("processbench_validation_share must be in (0, 1), got "
+                              f"{self.processbench_validation_share}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from ..toyworld.problems import SPLITS
+from ..toyworld.problems import SPLITS, STEP_SEP
 from .core import ParamsError, check_device
 from .scale import DataParams, DistributedParams, LoraParams, ModelParams, QuantParams, validate_scale
 from .world import PolicyParams, WorldParams, validate_world
@@ -61,6 +61,33 @@ class RewardModelSpec:
     without a reference"""
     grm_beta: float = 0.1
     """beta of the DPO regularisers"""
+    kind: Literal["outcome", "process"] = "outcome"
+    """`outcome`: one reward per response, trained on the preference pairs (sequence classification); `process`: a
+    process reward model, one probability per step that the step is right, trained on the pairs' solutions labelled
+    step by step as `process` says (token classification, read on each step's separator; its weights above stay 0)"""
+
+
+@dataclass
+class ProcessParams:
+    """Process reward models (`kind: process`): where their step labels come from. They train on the solutions of
+    the same training pairs (both sides) with the same seeds and `training` settings as the other reward models."""
+
+    labels: Literal["verifier", "monte_carlo"] = "verifier"
+    """`verifier`: exact (the toy world knows each step's truth: right before the first wrong step, wrong from it
+    on); `monte_carlo`: Math-Shepherd's labels from policy rollouts of each step's prefix"""
+    n_rollouts: int = 8
+    """monte_carlo: completions sampled from each step's prefix"""
+    soft: bool = False
+    """monte_carlo: label a step with the share of its rollouts that reach the right answer (soft) instead of
+    whether any does (hard)"""
+    rollout_temperature: float = 1.0
+    """monte_carlo: sampling temperature of the rollouts"""
+    data_file: str = ""
+    """a file in TRL's stepwise format (JSON lines {prompt, completions: [steps], labels: [true/false]}, relative to
+    the project root or absolute) to train on instead of labelling the pairs' solutions; `labels` is then unused"""
+    step_separator: str = ""
+    """what joins a solution's steps, and the token the step labels sit on; empty: the toy world's ';' with
+    data.kind toy, else a blank line (real_data.STEP_JOIN)"""
 
 
 @dataclass
@@ -146,6 +173,8 @@ class RMTrainingParams:
     quant: QuantParams = field(default_factory=QuantParams)
     distributed: DistributedParams = field(default_factory=DistributedParams)
     data: DataParams = field(default_factory=DataParams)
+    process: ProcessParams = field(default_factory=ProcessParams)
+    """step labels of the process reward models (`reward_models` entries with kind: process)"""
 
     @property
     def params_stem(self) -> str:
@@ -183,6 +212,16 @@ class RMTrainingParams:
                 raise ParamsError(f"reward_models[{i}].grm_weight must be in [0, 1), got {r.grm_weight}")
             if r.contrastive_weight < 0:
                 raise ParamsError(f"reward_models[{i}].contrastive_weight must be >= 0")
+            if r.kind == "process" and (r.contrastive_weight or r.grm_weight):
+                raise ParamsError(f"reward_models[{i}] ({r.name}): a process reward model trains on step labels "
+                                  "alone; leave contrastive_weight and grm_weight at 0")
+            if r.kind == "process" and self.data.kind != "toy" and not self.process.data_file:
+                raise ParamsError(f"reward_models[{i}] ({r.name}): real preference pairs carry no step labels; give "
+                                  "process.data_file (TRL stepwise JSON lines) for a process reward model")
+        pr = self.process
+        if pr.n_rollouts < 1 or pr.rollout_temperature < 0:
+            raise ParamsError(f"process.n_rollouts must be >= 1 and process.rollout_temperature >= 0, got "
+                              f"{pr.n_rollouts} and {pr.rollout_temperature}")
         if any(n < 2 for n in self.train_pair_counts):
             raise ParamsError(f"train_pair_counts: each count must be >= 2, got {self.train_pair_counts}")
         if not 0.0 < self.pairs.heldout_fraction < 1.0:
@@ -191,3 +230,9 @@ class RMTrainingParams:
             raise ParamsError("policy.max_attempts must be >= 1 and policy.min_verdict_auroc in [0, 1], got "
                               f"{self.policy.max_attempts} and {self.policy.min_verdict_auroc}")
         validate_scale(self)
+
+
+def step_separator_of(p: RMTrainingParams) -> str:
+    """The step separator of `p`'s process reward models: `process.step_separator`, or by default the toy world's
+    ';' (data.kind toy) or a blank line (the separator `real_data.STEP_JOIN` joins a stepwise file's steps with)."""
+    return p.process.step_separator or (STEP_SEP if p.data.kind == "toy" else "\n\n")

@@ -18,6 +18,9 @@ the steps in this order; it is the one orchestration path (`gcrm run` executes i
 - `projection.py`: 2-D maps of token states, PCA / t-SNE / UMAP (`projections`);
 - `report.py`: analyses and figures saved in the run folder, metrics.json (`write_metrics`), the side-by-side
   table (`comparison_table`);
+- `steps.py`: every per-step reader (process reward models, Q-values, reward heads, the policy's confidence) at
+  each step, scored by ProcessBench's metric, and the PRMs' per-token analyses (`read_step_readers`,
+  `step_analyses`, `processbench_table`);
 - `figures.py`: the plotly figures and the token shading; `analysis.py`: `Analysis` and the `HEAD` scorer.
 """
 
@@ -30,8 +33,10 @@ from .localisation import error_localisation
 from .projection import projections
 from .readout import Readout, prototype_table, read_reward_models
 from .report import comparison_table, save_analyses, save_token_views, summarise, write_metrics
+from .steps import StepReaders, processbench_table, read_step_readers, step_analyses
 
-__all__ = ["HEAD", "Analysis", "RepresentationInputs", "Readout", "at_fraction", "choose_examples",
+__all__ = ["HEAD", "Analysis", "RepresentationInputs", "Readout", "StepReaders", "at_fraction", "choose_examples",
            "comparison_table", "error_localisation", "example_curves", "inputs_summary", "load_inputs", "mean_curves",
-           "partial_auroc", "projections", "prototype_table", "read_reward_models", "reward_correlations",
+           "partial_auroc", "processbench_table", "projections", "prototype_table", "read_reward_models",
+           "read_step_readers", "step_analyses", "reward_correlations",
            "save_analyses", "save_token_views", "summarise", "token_view", "write_metrics"]

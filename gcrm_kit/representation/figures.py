@@ -240,3 +240,20 @@ def token_shading(tokens: list[str], rows: list[dict], title: str = "", mark: in
                      f"{row['vmax']:.3f}]</td></tr>")
     parts.append("</table></div>")
     return TokenShading("".join(parts), title)
+
+
+def processbench(data: dict) -> go.Figure:
+    """ProcessBench's F1 on the test solutions per per-step reader (bars: mean over reward-model seeds, error bars:
+    std), with the two accuracies it is the harmonic mean of as markers."""
+    names = list(data["readers"])
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="F1", x=names, y=[data["readers"][n]["f1"]["mean"] for n in names],
+                         error_y={"type": "data", "array": [data["readers"][n]["f1"]["std"] for n in names]}))
+    for key, label, symbol in (("acc_erroneous", "accuracy, erroneous", "x"),
+                               ("acc_correct", "accuracy, correct", "circle-open")):
+        fig.add_trace(go.Scatter(name=label, x=names, y=[data["readers"][n][key]["mean"] for n in names],
+                                 mode="markers", marker={"symbol": symbol, "size": 10}))
+    fig.update_layout(title=f"First wrong step, ProcessBench's metric ({data['n_test']} test solutions, threshold "
+                            f"chosen on {data['n_validation']})", yaxis={"title": "score", "range": [0, 1]},
+                      height=420, width=max(600, 110 * len(names)))
+    return fig

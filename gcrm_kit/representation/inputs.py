@@ -11,7 +11,7 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from ..data import GenerationRecord, PreferencePair, load_jsonl
-from ..params import RepresentationParams, RMTrainingParams
+from ..params import RepresentationParams, RMTrainingParams, step_separator_of
 from ..qvalues import response_token_index
 from ..rm_runs import eval_records_of_run, policy_dir_of, resolve_rm_run, select_reward_models
 from ..runs import Run
@@ -37,6 +37,13 @@ class RepresentationInputs:
     tokenizer: object = None
     n_empty_skipped: int = 0
     roles: dict[str, str] = field(default_factory=dict)
+    prm_dirs: dict[str, list[Path]] = field(default_factory=dict)
+    """process reward models (role `process`): name -> one checkpoint folder per seed; read by the per-step
+    analyses only (`steps.py`), never as outcome reward models"""
+    separator: str = ";"
+    """what separates the solutions' steps (the notebook-01 run's `params.step_separator_of`)"""
+    policy_dir: Path | None = None
+    """the policy the reward models started from (whose confidence is a per-step reader)"""
 
 
 def first_error_columns(tokenizer, records: list[GenerationRecord], key: str = "first_error_char") -> np.ndarray:
@@ -57,9 +64,14 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
     gone). Writes inputs.json into `run`."""
     rm_dir = Path(resolve_rm_run(p.rm_run, p.rm_params, p.output_root)).resolve()
     sel = select_reward_models(rm_dir, p.reward_models, p.rm_seeds)
-    p01, seeds, model_dirs = sel.params, sel.seeds, sel.dirs
+    p01, seeds = sel.params, sel.seeds
+    model_dirs = {n: ds for n, ds in sel.dirs.items() if sel.roles[n] != "process"}
+    prm_dirs = {n: ds for n, ds in sel.dirs.items() if sel.roles[n] == "process"}
+    if not model_dirs:
+        raise ValueError(f"reward_models {p.reward_models}: only process reward models chosen in {rm_dir}; the "
+                         "analyses need at least one outcome reward model beside them")
     names = list(model_dirs)
-    for ds in model_dirs.values():
+    for ds in sel.dirs.values():
         for d in ds:
             if not (d / "config.json").is_file():
                 raise FileNotFoundError(f"{d}: no reward-model checkpoint (config.json) there")
@@ -78,7 +90,8 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
     inputs = RepresentationInputs(rm_dir, p01, model_dirs, seeds, records, labels,
                                   first_error_columns(tokenizer, records),
                                   load_jsonl(rm_dir / "data" / "train_pairs.jsonl", PreferencePair), tokenizer,
-                                  n_empty, dict(sel.roles))
+                                  n_empty, {n: sel.roles[n] for n in names}, prm_dirs, step_separator_of(p01),
+                                  policy_dir)
     if run is not None:
         run.write_json("inputs.json", inputs_summary(inputs, p))
     return inputs
@@ -87,7 +100,9 @@ def load_inputs(p: RepresentationParams, run: Run | None = None) -> Representati
 def inputs_summary(inputs: RepresentationInputs, p: RepresentationParams) -> dict:
     """Where the inputs came from and how many there are (JSON-able)."""
     err = inputs.error_columns >= 0
-    return {"rm_run": str(inputs.rm_run_dir), "split": p.split, "n_samples": len(inputs.records),
+    prms = {"process_reward_models": {k: [str(d) for d in v] for k, v in inputs.prm_dirs.items()}} \
+        if inputs.prm_dirs else {}
+    return {**prms, "rm_run": str(inputs.rm_run_dir), "split": p.split, "n_samples": len(inputs.records),
             "n_correct": int(inputs.labels.sum()), "share_correct": float(inputs.labels.mean()),
             "n_incorrect_with_first_error": int((~inputs.labels & err).sum()),
             "n_correct_with_a_wrong_step": int((inputs.labels & err).sum()),

@@ -35,7 +35,9 @@ def save_token_views(run: Run, views: dict[str, TokenShading]) -> list[Path]:
 def summarise(p: RepresentationParams, inputs: RepresentationInputs, readout: Readout,
               analyses: dict[str, Analysis]) -> dict:
     """The headline numbers (metrics.json): partial AUROC at every fraction for every scorer, localisation vs
-    chance, correlations, the prototype check, the run's inputs and the device the models ran on."""
+    chance, correlations, the prototype check, the run's inputs and the device the models ran on; when measured,
+    ProcessBench's scores of the per-step readers (`processbench`) and the process reward models' partial AUROC
+    (`prm_partial_auroc`, {PRM: {fraction: ...}}) and localisation (`prm_localisation`)."""
     pa = analyses["partial_auroc"].data
     summary = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
                "q_prototype": p.q_prototype, "inputs": inputs_summary(inputs, p), "device": readout.device,
@@ -49,6 +51,17 @@ def summarise(p: RepresentationParams, inputs: RepresentationInputs, readout: Re
                                                                                   "perplexity")}
                                     for rm, m in a.data.get("maps", {}).items()} or a.data
                                for k, a in analyses.items() if k.startswith("projection_")}}
+    if "processbench" in analyses:  # per-step readers (steps.py): ProcessBench's scores, localisation beside them
+        pb = analyses["processbench"].data
+        summary["processbench"] = {**{k: v for k, v in pb.items() if k != "readers"}, "readers": {
+            name: {k: e[k] for k in ("kind", "f1", "acc_erroneous", "acc_correct", "localisation") if k in e}
+            for name, e in pb["readers"].items()}}
+    if "prm_partial_auroc" in analyses:
+        pa = analyses["prm_partial_auroc"].data
+        summary["prm_partial_auroc"] = {rm: {f"{f:.1f}": at_fraction(pa, rm, HEAD, f) for f in pa["fractions"]}
+                                        for rm in pa["curves"]}
+    if "prm_localisation" in analyses:
+        summary["prm_localisation"] = {rm: by[HEAD] for rm, by in analyses["prm_localisation"].data["scores"].items()}
     return to_jsonable(summary)
 
 

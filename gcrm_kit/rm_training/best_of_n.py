@@ -18,10 +18,12 @@ import numpy as np
 from .. import evaluation, plots
 from ..device import resolve_device
 from ..models import load_reward_model, score
+from ..prm import load_prm, prm_step_scores
 from ..params import RMTrainingParams
 from ..runs import Run
 from ..toyworld.sampling import cached_samples
 from . import figures
+from .process_fit import solution_score
 from .report import RMTrainingResult, write_metrics
 from .train import reward_model_dir
 
@@ -82,9 +84,14 @@ def measure(p: RMTrainingParams, run: Run, result: RMTrainingResult) -> BestOfN 
     for row in result.rows:
         n_sub = None if row["all_pairs"] else row["n_train_pairs"]
         d = reward_model_dir(run, specs[row["reward_model"]], row["rm_seed"], n_sub)
-        model, tokenizer = load_reward_model(d)
-        rewards = score(model.to(device), tokenizer, prompts, responses, e.batch_size,
-                        desc=f"best-of-n {d.name}").reshape(len(groups), N).numpy()
+        if specs[row["reward_model"]].kind == "process":  # a solution's score: its lowest step probability
+            model, tokenizer = load_prm(d)
+            steps = prm_step_scores(model.to(device), tokenizer, prompts, responses, e.batch_size)
+            rewards = np.array([solution_score(s) for s in steps]).reshape(len(groups), N)
+        else:
+            model, tokenizer = load_reward_model(d)
+            rewards = score(model.to(device), tokenizer, prompts, responses, e.batch_size,
+                            desc=f"best-of-n {d.name}").reshape(len(groups), N).numpy()
         for n, acc in zip(ns, evaluation.best_of_n_accuracy(rewards, correct, ns)):
             rows.append({"reward_model": row["reward_model"], "objective": row["objective"], "rm_seed": row["rm_seed"],
                          "n_train_pairs": row["n_train_pairs"], "n": n, "accuracy": acc})

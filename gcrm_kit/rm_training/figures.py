@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-TRAINING_METRICS = ("bt_loss", "contrastive_loss", "grm_loss", "accuracy", "reward_margin")
+TRAINING_METRICS = ("bt_loss", "contrastive_loss", "grm_loss", "accuracy", "reward_margin", "step_accuracy")
 
 
 def training_curves(logs: dict[str, list[dict]], metrics: tuple[str, ...] = TRAINING_METRICS) -> go.Figure:

@@ -36,6 +36,9 @@ class RMTrainingResult:
     data_size_curve: list[dict] = field(default_factory=list)
     skipped: dict = field(default_factory=dict)
     """everything left out, by reason (`skip_counts`)"""
+    process_labels: dict = field(default_factory=dict)
+    """what labelling the process reward models' steps cost (`prm_labels.LabellingCost`, policy tokens included);
+    empty without process reward models"""
 
 
 def summarise(rows: list[dict], splits: list[str]) -> list[dict]:
@@ -106,7 +109,8 @@ def write_metrics(run: Run, p: RMTrainingParams, result: RMTrainingResult, best_
     """Write the run's metrics.json: the params' identity, the policy's accuracy and attempts, pair counts,
     everything left out, one row per reward model, seed and data size (each with its `objective`), the summary
     over seeds, the data-size curve and, when measured, the world's bounds per split (`world_bounds`: {split:
-    `bounds.WorldBounds.as_dict`}, from ``result.world.world_bounds``) and the best-of-n curve (`best_of_n`).
+    `bounds.WorldBounds.as_dict`}, from ``result.world.world_bounds``), the best-of-n curve (`best_of_n`) and, with
+    process reward models, what labelling their steps cost (`process_labels`).
     Returns what it wrote."""
     world = result.world
     metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed,
@@ -117,6 +121,8 @@ def write_metrics(run: Run, p: RMTrainingParams, result: RMTrainingResult, best_
         metrics["world_bounds"] = {split: b.as_dict() for split, b in world.world_bounds.items()}
     if best_of_n is not None:
         metrics["best_of_n"] = best_of_n
+    if result.process_labels:
+        metrics["process_labels"] = result.process_labels
     run.write_json("metrics.json", metrics)
     return metrics
 
@@ -143,20 +149,37 @@ def _read_log(d: Path) -> list[dict]:
 def results_table(result: RMTrainingResult, read: str = "eos"):
     """Mean ± std over seeds of pairwise accuracy and AUROC per split, one row per reward model (DataFrame).
     `read` (a key of `READINGS`): the AUROC of the reward read at the EOS ("eos") or at the response's last token
-    with no EOS ("last_token"). Raises ValueError for another `read`, or for "last_token" on a summary without it."""
+    with no EOS ("last_token"; models without that reading, process reward models, are left out of it). Raises
+    ValueError for another `read`, or for "last_token" on a summary where no model has it."""
     import pandas as pd
 
     if read not in READINGS:
         raise ValueError(f"results_table: read={read!r} is not one of {sorted(READINGS)}")
     key = READINGS[read]
-    if any(key not in e for e in result.summary):
+    if not any(key in e for e in result.summary):
         raise ValueError(f"results_table: the summary has no {key!r} (a run evaluated before that reading was "
                          "measured); run notebook 01 again to get it")
     rows = []
     for e in result.summary:
+        if key not in e:  # a process reward model has no EOS-free reading: its last step is read at the EOS
+            continue
         row = {"reward_model": e["reward_model"], "seeds": e["n_seeds"],
                "pairwise acc": f"{e['pairwise_accuracy']['mean']:.3f} ± {e['pairwise_accuracy']['std']:.3f}"}
         for s, v in e[key].items():
             row[f"AUROC {s}" + ("" if read == "eos" else " (last token)")] = f"{v['mean']:.3f} ± {v['std']:.3f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("reward_model")
+
+
+def process_labels_table(result: RMTrainingResult):
+    """What labelling the process reward models' steps cost, one row (pandas DataFrame): the label source, solutions
+    and steps labelled, rollouts and the policy tokens they generated, and those per step; empty without process
+    reward models."""
+    import pandas as pd
+
+    c = dict(result.process_labels)
+    if not c:
+        return pd.DataFrame()
+    c.pop("skipped", None)
+    c["policy tokens per step"] = c["policy_tokens"] / c["n_steps"] if c.get("n_steps") else float("nan")
+    return pd.DataFrame([c]).set_index("source")

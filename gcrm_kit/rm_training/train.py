@@ -21,6 +21,8 @@ from .evaluate import evaluate_reward_model, warn_chance_level
 from .finish import DONE, finish_reward_model
 from .fit import fit_reward_model
 from .report import RMTrainingResult, data_size_curve, skip_counts, summarise, write_metrics
+from .process_data import build_process_data
+from .process_fit import evaluate_process_model, train_one_process_model
 from .world import RMData
 
 WORKER = "gcrm_kit.rm_training.worker"
@@ -77,18 +79,26 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: RMData) -> RMTraini
     """Train every reward model of `p.reward_models` for every seed of `p.rm_seeds` on the same pairs (and, for
     each count in `p.train_pair_counts`, on the first that many pairs), evaluate each on `resolve_device(p.device)`,
     and write metrics.json (one row per model, seed and data size, with the model's `objective` (rm_runs.objective_of);
-    a mean/std summary on all pairs; the data-size curve)."""
+    a mean/std summary on all pairs; the data-size curve). Process reward models (`kind: process`) train on the
+    stepwise examples of `build_process_data` (the first N pairs' solutions for a subset) and are evaluated by
+    `evaluate_process_model`; what labelling their steps cost goes to metrics.json (`process_labels`)."""
     rows, dirs = [], {}
     counts = sorted({n for n in p.train_pair_counts if n < len(world.train_pairs)})
+    process = build_process_data(p, run, world) if any(s.kind == "process" for s in p.reward_models) else None
     for n in counts + [None]:
         pairs = world.train_pairs if n is None else world.train_pairs[:n]
         pn = subset_params(p, len(pairs), len(world.train_pairs))
         for spec in p.reward_models:
             for rm_seed in p.rm_seeds:
-                d = train_one_reward_model(pn, world, spec, rm_seed, reward_model_dir(run, spec, rm_seed, n), pairs)
+                out_dir = reward_model_dir(run, spec, rm_seed, n)
+                if spec.kind == "process":
+                    d = train_one_process_model(pn, world, process, spec, rm_seed, out_dir, n)
+                    m = evaluate_process_model(d, world, p.evaluation.batch_size, device=resolve_device(p.device))
+                else:
+                    d = train_one_reward_model(pn, world, spec, rm_seed, out_dir, pairs)
+                    m = evaluate_reward_model(d, world, p.evaluation.batch_size, device=resolve_device(p.device))
                 if n is None:
                     dirs.setdefault(spec.name, []).append(d)
-                m = evaluate_reward_model(d, world, p.evaluation.batch_size, device=resolve_device(p.device))
                 rows.append({"reward_model": spec.name, "objective": objective_of(spec), "rm_seed": rm_seed,
                              "n_train_pairs": len(pairs), "all_pairs": n is None, **m,
                              "pairwise_p_above_chance": pairwise_p_above_chance(m.get("pairwise_accuracy"),
@@ -98,6 +108,7 @@ def train_and_evaluate(p: RMTrainingParams, run: Run, world: RMData) -> RMTraini
     summary = summarise(full, list(world.eval_records))
     curve = data_size_curve(rows, list(world.eval_records)) if counts else []
     skipped = skip_counts(world, [d for ds in dirs.values() for d in ds], full)
-    result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve, skipped)
+    result = RMTrainingResult(run.dir, world, rows, summary, dirs, curve, skipped,
+                              process.cost if process is not None else {})
     write_metrics(run, p, result)
     return result

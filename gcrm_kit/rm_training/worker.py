@@ -13,6 +13,8 @@ from ..data import PreferencePair, load_jsonl
 from ..launch_worker import exit_now, run_job
 from ..params import RMTrainingParams, RewardModelSpec, from_dict, read_yaml
 from .fit import fit_reward_model
+from .process_data import read_examples_file
+from .process_fit import fit_process_model
 
 
 def fit_reward_model_job(job: dict) -> None:
@@ -23,7 +25,15 @@ def fit_reward_model_job(job: dict) -> None:
     fit_reward_model(p, Path(job["policy_dir"]), pairs, spec, int(job["rm_seed"]), Path(job["out_dir"]))
 
 
-JOBS = {"fit_reward_model": fit_reward_model_job}
+def fit_process_model_job(job: dict) -> None:
+    """Train one process reward model: job keys params_file, examples_file, policy_dir, separator, spec, rm_seed,
+    out_dir."""
+    p = from_dict(RMTrainingParams, read_yaml(Path(job["params_file"]).read_text()))
+    fit_process_model(p, Path(job["policy_dir"]), read_examples_file(Path(job["examples_file"])), job["separator"],
+                      from_dict(RewardModelSpec, job["spec"]), int(job["rm_seed"]), Path(job["out_dir"]))
+
+
+JOBS = {"fit_reward_model": fit_reward_model_job, "fit_process_model": fit_process_model_job}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,12 +104,16 @@ def _check_rm_training(metrics, run):
             (spec["contrastive_weight"], spec["grm_weight"])
         for split, v in row["auroc"].items():
             assert v != v or 0.0 <= v <= 1.0  # NaN only when a split has one class
+        if spec.get("kind") == "process":  # a PRM's last step is read at the EOS: no EOS-free reading
+            assert set(row["auroc_last_step"]) == set(row["auroc"]) and "auroc_last_token" not in row
+            continue
         assert set(row["auroc_last_token"]) == set(row["auroc"])  # the reward read without the EOS, every split
         for split, v in row["auroc_last_token"].items():
             assert v != v or 0.0 <= v <= 1.0
             assert (v != v) == (row["auroc"][split] != row["auroc"][split])  # same records: defined alike
     for e in metrics["summary"]:
-        assert set(e["auroc_last_token"]) == set(e["auroc"])
+        if specs[e["reward_model"]].get("kind") != "process":
+            assert set(e["auroc_last_token"]) == set(e["auroc"])
     assert "(last token)" in (run / "01_rm_training.ipynb").read_text()  # the notebook shows the second table
     for split, acc in metrics["policy_accuracy"].items():
         assert 0.0 <= acc <= 1.0
@@ -119,7 +123,17 @@ def _check_rm_training(metrics, run):
         assert abs(b["vote_accuracy"] - b["share_correct"]) < 1e-12
     for name in names:
         d = run / "reward_models" / f"{name}_seed{params['rm_seeds'][0]}"
+        if specs[name].get("kind") == "process":  # a token-classification checkpoint, checked against training
+            config = json.loads((d / "config.json").read_text())
+            assert config["architectures"] == ["LlamaForTokenClassification"] and len(config["id2label"]) == 2
+            assert json.loads((d / "checkpoint_check.json").read_text())["ok"]
+            continue
         assert (d / "config.json").is_file() and (d / "prototypes" / "correct.pt").is_file()
+    if any(m.get("kind") == "process" for m in params["reward_models"]):  # what labelling the steps cost
+        cost = metrics["process_labels"]
+        assert cost["source"] == params["process"]["labels"] and cost["n_steps"] >= cost["n_solutions"] > 0
+        if cost["source"] == "monte_carlo":
+            assert cost["rollouts"] > 0 and cost["policy_tokens"] >= cost["rollouts"]
     if params["train_pair_counts"]:
         assert metrics["data_size_curve"] and (run / "figures" / "auroc_vs_pairs.html").is_file()
     for fig in ("training_curves", "auroc_by_split"):
@@ -162,6 +176,18 @@ def _check_representation(metrics, run):
         assert (run / "figures" / f"{fig}.html").is_file(), fig
     protos = run / "reward_models" / "goal_conditioned_seed0" / "prototypes"
     assert (protos / "correct_random.pt").is_file() and (protos / "correct_random.json").is_file()
+    # every per-step reader scored by ProcessBench's metric, the process reward model among them
+    pb = metrics["processbench"]
+    assert pb["n_validation"] + pb["n_test"] == inputs["n_samples"]
+    kinds = {e["kind"] for e in pb["readers"].values()}
+    assert kinds >= {"q", "head", "policy"}
+    for e in pb["readers"].values():
+        assert all(ok(e[k]["mean"]) for k in ("f1", "acc_erroneous", "acc_correct"))
+    assert (run / "figures" / "processbench.html").is_file()
+    if inputs.get("process_reward_models"):  # the smoke run of notebook 01 trains one
+        assert "prm" in kinds and set(metrics["prm_partial_auroc"]) == set(inputs["process_reward_models"])
+        assert all(ok(e["mean"]) for by in metrics["prm_partial_auroc"].values() for e in by.values())
+        assert set(metrics["prm_localisation"]) == set(inputs["process_reward_models"])
 
 
 def _check_filtering(metrics, run):
