@@ -6,8 +6,10 @@
 
 Samples N solutions for toy-world questions with the policy and prunes them online with a reward model, at
 thresholds that prune a given share of samples (quantiles of the per-sample minimum Q-value after k tokens, measured
-on these very samples). Every configuration is timed `--repeats` times, interleaved, and the fastest reported (on a
-shared machine other work only adds time), next to:
+on these very samples). Every configuration is timed `--repeats` times, each run right after a run of the reference
+(the cached loop's ``none``); the fastest seconds are reported and, for the comparison with the FLOP model, the
+median of the paired ratios to the reference (a neighbour's load on a shared machine moves both runs of a pair
+alike). Next to the pruned runs:
 
 - ``generate_all``: one plain `generate` call per batch (how sampling is usually done);
 - ``none``: the loop without a scorer (finished samples leave the batch);
@@ -16,8 +18,8 @@ shared machine other work only adds time), next to:
 Loops: ``chunked`` (`generate_pruned`, one `generate` call per chunk) and ``cached`` (`decode_pruned`, one decoding
 loop from the policy's key/value cache, reads every chunk tokens; with `--score-at`, also rows reading at step
 boundaries only). For every row: FLOPs by the cost model (prompts + generated tokens x policy parameters, tokens read x
-scorer parameters), the seconds it predicts (FLOPs x the seconds per FLOP of the reference, the cached loop's
-``none``), and measured / predicted. One more, instrumented, run of each configuration splits its time into policy
+scorer parameters), its ratio to the reference's FLOPs (what the model predicts for the time ratio), and measured /
+predicted (the median paired time ratio over the FLOP ratio). One more, instrumented, run of each configuration splits its time into policy
 forward passes, scorer forward passes, cache row selection and the rest (sampling, bookkeeping, Python).
 
 Models: `--rm-run`, a finished notebook-01 run (its policy and first goal-conditioned reward model); `--policy-dir`, a
@@ -187,14 +189,29 @@ def main(argv=None) -> dict:
         configs += [("scored", "cached", 0, args.score_at, float("-inf"))]
         configs += [(f"pruned@{s}", "cached", 0, args.score_at, taus[s]) for s in shares]
     key = [(m, lp, c, sa) for m, lp, c, sa, _ in configs]
+    ref = ("none", "cached", chunks[0], None) if "cached" in loops else ("none", loops[0], chunks[0], None)
+    cfg = dict(zip(key, configs))
     times: dict[tuple, list[float]] = {k: [] for k in key}
+    paired: dict[tuple, list[float]] = {k: [] for k in key}
     first: dict[tuple, object] = {}
+
+    def timed(k):
+        m, lp, c, sa, tau = cfg[k]
+        scorer = RewardModelScorer(rm, "q", goal) if tau is not None else None
+        g = run(lp, c, sa, policy, tokenizer, prompts, uids, scorer, tau, m, common)
+        times[k].append(g.seconds)
+        first.setdefault(k, g)
+        return g.seconds
+
     for _ in range(args.repeats):
-        for k, (m, lp, c, sa, tau) in zip(key, configs):
-            scorer = RewardModelScorer(rm, "q", goal) if tau is not None else None
-            g = run(lp, c, sa, policy, tokenizer, prompts, uids, scorer, tau, m, common)
-            times[k].append(g.seconds)
-            first.setdefault(k, g)
+        for k in key:
+            # each run right after a run of the reference: their ratio is paired, so a neighbour's load that comes
+            # and goes over seconds moves both alike
+            if k == ref:
+                continue
+            r = timed(ref)
+            paired[k].append(timed(k) / r)
+    paired[ref] = [1.0] * len(times[ref])
     splits = {}
     for k, (m, lp, c, sa, tau) in zip(key, configs):
         sp = Split(policy, rm)
@@ -206,7 +223,6 @@ def main(argv=None) -> dict:
         splits[k] = dict(sp.parts, other=g.seconds - sum(sp.parts.values()), total=g.seconds)
 
     all_tokens = first[key[0]].policy_tokens
-    ref = ("none", "cached", chunks[0], None) if "cached" in loops else ("none", loops[0], chunks[0], None)
     rows = []
     for k in key:
         g = first[k]
@@ -214,19 +230,23 @@ def main(argv=None) -> dict:
         sc_flops = FLOPS_PER_PARAM_TOKEN * n_rm * g.scorer_tokens
         rows.append({"config": f"{k[1]} {k[0]}" if k[0] != "generate_all" else "generate_all", "method": k[0],
                      "loop": k[1] if k[0] != "generate_all" else "generate", "chunk": k[2], "score_at": k[3],
-                     "threshold": dict(zip(key, configs))[k][4], "seconds": min(times[k]), "seconds_all": times[k],
+                     "threshold": cfg[k][4], "seconds": min(times[k]), "seconds_all": times[k],
+                     "ratio_to_reference_all": paired[k], "ratio_to_reference": float(np.median(paired[k])),
                      "policy_tokens": g.policy_tokens, "scorer_tokens": g.scorer_tokens,
                      "share_pruned": float(np.mean([t >= 0 for t in g.pruned_at])),
                      "share_tokens_saved": 1 - g.policy_tokens / all_tokens,
                      "policy_flops": pol_flops, "scorer_flops": sc_flops, "flops": pol_flops + sc_flops,
                      "split": splits[k]})
     by = {(r["method"], r["loop"], r["chunk"], r["score_at"]): r for r in rows}
-    ref_row = by[ref]
+    ref_row = by[(ref[0], ref[1], ref[2], ref[3])]
     s_per_flop = ref_row["seconds"] / ref_row["flops"]
     ref_all = by[("generate_all", "generate", args.max_new_tokens, None)]["seconds"]
     for r in rows:
+        # predicted: the reference's seconds x this row's FLOPs / the reference's; measured: the median paired ratio
+        r["flops_ratio_to_reference"] = r["flops"] / ref_row["flops"]
         r["predicted_seconds"] = r["flops"] * s_per_flop
-        r["measured_over_predicted"] = r["seconds"] / r["predicted_seconds"]
+        r["measured_over_predicted"] = r["ratio_to_reference"] / r["flops_ratio_to_reference"]
+        r["measured_over_predicted_fastest"] = r["seconds"] / r["predicted_seconds"]
         r["share_seconds_saved_vs_generate_all"] = 1 - r["seconds"] / ref_all
         r["share_seconds_saved_vs_none"] = 1 - r["seconds"] / by[("none", r["loop"], r["chunk"], None)]["seconds"] \
             if ("none", r["loop"], r["chunk"], None) in by else float("nan")
@@ -245,8 +265,9 @@ def main(argv=None) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table: seconds, FLOPs, measured / predicted and the split of the instrumented run."""
-    md = ("| config | reads | pruned | policy tok saved | seconds (fastest) | GFLOP | measured / predicted | "
-          "policy fwd | scorer fwd | cache select | other |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    md = ("| config | reads | pruned | policy tok saved | seconds (fastest) | GFLOP | time / ref (paired median) | "
+          "FLOPs / ref | measured / predicted | policy fwd | scorer fwd | cache select | other |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         sp = r["split"]
         reads = ("-" if r["method"] in ("generate_all", "none") else
@@ -254,7 +275,8 @@ def markdown(rows: list[dict]) -> str:
         parts = " | ".join(f"{100 * sp[p] / sp['total']:.0f}%" for p in
                            ("policy_forward", "scorer_forward", "cache_select", "other"))
         md += (f"| {r['config']} | {reads} | {100 * r['share_pruned']:.0f}% | {100 * r['share_tokens_saved']:.0f}% | "
-               f"{r['seconds']:.2f} | {r['flops'] / 1e9:.1f} | {r['measured_over_predicted']:.2f} | {parts} |\n")
+               f"{r['seconds']:.2f} | {r['flops'] / 1e9:.1f} | {r['ratio_to_reference']:.2f} | "
+               f"{r['flops_ratio_to_reference']:.2f} | {r['measured_over_predicted']:.2f} | {parts} |\n")
     return md
 
 
