@@ -211,7 +211,7 @@ def main(argv=None) -> dict:
                 continue
             r = timed(ref)
             paired[k].append(timed(k) / r)
-    paired[ref] = [1.0] * len(times[ref])
+    paired[ref] = [1.0] * args.repeats
     splits = {}
     for k, (m, lp, c, sa, tau) in zip(key, configs):
         sp = Split(policy, rm)
