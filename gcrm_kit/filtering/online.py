@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..device import resolve_device
 from ..models import load_reward_model
-from ..params import FilteringParams
+from ..params import FilteringParams, OnlineParams
 from ..qvalues import Prototype
 from ..toyworld import MARK_CHARS
 from .cached_decoding import decode_pruned
@@ -31,8 +31,8 @@ def online_possible(p: FilteringParams, setup: RMSetup) -> bool:
     return p.online.enabled and not p.generations and setup.rm_params.data.kind == "toy"
 
 
-def run_loop(o, policy, tokenizer, prompts: list[str], uids: list[int], scorer=None, threshold: float = float("-inf"),
-             chunk_size: int = 8, **common):
+def run_loop(o: OnlineParams, policy, tokenizer, prompts: list[str], uids: list[int], scorer=None,
+             threshold: float = float("-inf"), chunk_size: int = 8, **common):
     """One online run with the loop `o.loop` names (`OnlineParams`): the cached decoding loop reading at every
     `chunk_size` tokens and at `o.score_at`, or one `generate` call per chunk. `common`: the sampling arguments
     both take. Returns their `PrunedGeneration`."""

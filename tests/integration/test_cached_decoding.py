@@ -137,3 +137,24 @@ def test_bad_scoring_points_are_refused(models):
     with pytest.raises(ValueError, match="score_every=0: expected a positive number of tokens"):
         decode_pruned(policy, tokenizer, PROMPTS[:2], [0, 1], scorer=RewardModelScorer(rm, "q", goal), score_every=0,
                       **GEN)
+
+
+def test_online_runs_take_the_loop_the_params_name(models, full):
+    """`evaluate_online`'s runs: params `online.loop` picks the loop; both make the same samples and decisions."""
+    from gcrm_kit.filtering.online import run_loop
+    from gcrm_kit.params import FilteringParams, from_dict
+
+    policy, tokenizer, rm, goal = models
+    tau = float(threshold_grid(q_matrix(full), 5, [0.5])[0])
+    gens = {}
+    for loop, extra in (("cached", {"score_at": ""}), ("chunked", {})):
+        o = from_dict(FilteringParams, {"online": {"loop": loop, **extra}}).online
+        gens[loop] = run_loop(o, policy, tokenizer, PROMPTS, full.uids, scorer=RewardModelScorer(rm, "q", goal),
+                              threshold=tau, chunk_size=4, skip_tokens=5, batch_size=6, **GEN)
+    assert gens["cached"].pruned_at == gens["chunked"].pruned_at
+    assert gens["cached"].response_ids == gens["chunked"].response_ids
+    o = from_dict(FilteringParams, {"online": {"score_at": ";"}}).online
+    at = run_loop(o, policy, tokenizer, PROMPTS, full.uids, scorer=RewardModelScorer(rm, "q", goal), threshold=tau,
+                  chunk_size=40, skip_tokens=5, batch_size=1, **GEN)
+    assert at.pruned_at == gens["cached"].pruned_at
+    assert at.response_ids != gens["cached"].response_ids  # read at ";" (and at the end), not every 4 tokens
