@@ -20,7 +20,7 @@ The notebook's steps, in its order, one file each:
   token accounting and statistics of one pruning decision;
 - offline.py: every method on the finished samples (`evaluate_offline`);
 - noise.py, scorers.py, decoding.py: per-sample sampling noise, online scorers, generation that prunes while it
-  generates;
+  generates; cached_decoding.py: the same in one decoding loop from the policy's key/value cache;
 - online.py: online pruning and its measured cost (`evaluate_online`);
 - bounds.py: the facts that bound every method on the test samples (`world_bounds_of`);
 - the accuracy-vs-compute frontier: cost.py (the FLOP model and parameter counts), deepconf.py, speculative.py,
@@ -35,6 +35,7 @@ The notebook's steps, in its order, one file each:
 
 from .bounds import world_bounds_of
 from .decoding import PrunedGeneration, generate_pruned
+from .cached_decoding import PolicyStepper, decode_pruned
 from .cost import Spend, checkpoint_params, count_params, flops
 from .figures import compute_frontier, filtering_frontier, online_cost, qvalue_traces, trace_figure
 from .frontier import FrontierResult, evaluate_frontier
@@ -58,15 +59,15 @@ from .voting import best_of_n_credit, vote_credit, vote_winner, weighted_credit
 
 __all__ = [
     "CutScorer", "FRONTIER_ORDER", "FilteringResult", "FrontierInputs", "FrontierResult", "METHOD_ORDER",
-    "OfflineResult", "PRUNING", "PerSampleGumbel", "PrunedGeneration", "RANDOM_MATCHED_TO", "REWARD_MODELS",
-    "RMSetup", "RewardModelScorer", "SETS", "SampleScores", "SampleSet", "Spend", "attach_online", "best_of_n_credit",
-    "build_samples", "checkpoint_params", "choose_threshold", "compute_frontier", "count_params", "ends_with_eos",
-    "evaluate_frontier", "evaluate_offline", "evaluate_online", "evaluate_pruning", "filtering_frontier", "finish",
-    "first_below", "flops", "frontier_seed_table", "frontier_table", "generate_pruned", "hashed_uniform",
-    "load_setup", "make_sample_set", "min_after", "online_cost", "online_possible", "online_table", "oracle_table",
-    "per_question_table", "prepare_frontier", "prune_positions", "pruning_statistics", "qvalue_traces",
-    "random_matched", "results_table", "sample_real", "sample_summary", "sample_toy", "save_figures", "score_all",
-    "score_sample_set", "sequential_online", "signal_auroc", "signal_table", "split_generations", "statistics_table",
-    "summarise", "threshold_grid", "toy_questions", "trace_figure", "vote_credit", "vote_winner", "weighted_credit",
-    "world_bounds_of", "write_metrics",
+    "OfflineResult", "PRUNING", "PerSampleGumbel", "PolicyStepper", "PrunedGeneration", "RANDOM_MATCHED_TO",
+    "REWARD_MODELS", "RMSetup", "RewardModelScorer", "SETS", "SampleScores", "SampleSet", "Spend", "attach_online",
+    "best_of_n_credit", "build_samples", "checkpoint_params", "choose_threshold", "compute_frontier", "count_params",
+    "decode_pruned", "ends_with_eos", "evaluate_frontier", "evaluate_offline", "evaluate_online", "evaluate_pruning",
+    "filtering_frontier", "finish", "first_below", "flops", "frontier_seed_table", "frontier_table",
+    "generate_pruned", "hashed_uniform", "load_setup", "make_sample_set", "min_after", "online_cost",
+    "online_possible", "online_table", "oracle_table", "per_question_table", "prepare_frontier", "prune_positions",
+    "pruning_statistics", "qvalue_traces", "random_matched", "results_table", "sample_real", "sample_summary",
+    "sample_toy", "save_figures", "score_all", "score_sample_set", "sequential_online", "signal_auroc",
+    "signal_table", "split_generations", "statistics_table", "summarise", "threshold_grid", "toy_questions",
+    "trace_figure", "vote_credit", "vote_winner", "weighted_credit", "world_bounds_of", "write_metrics",
 ]

@@ -62,7 +62,11 @@ class PerSampleGumbel(LogitsProcessor):
         self.uids, self.prompt_len = uids, int(prompt_len)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        step = input_ids.shape[1] - self.prompt_len
-        u = hashed_uniform(self.seed, self.uids.to(scores.device), step, scores.shape[-1])
+        return self.noisy(scores, self.uids, input_ids.shape[1] - self.prompt_len)
+
+    def noisy(self, scores: torch.Tensor, uids: torch.Tensor, step: int) -> torch.Tensor:
+        """scores (B, V) of response token `step` of the samples `uids` (B,) -> scores / temperature + their Gumbel
+        noise, whose argmax is the sample (what a decoding loop without `generate` calls)."""
+        u = hashed_uniform(self.seed, uids.to(scores.device), step, scores.shape[-1])
         gumbel = -torch.log(-torch.log(u))
         return scores / self.temperature + gumbel.to(scores.dtype)

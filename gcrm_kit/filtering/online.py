@@ -11,9 +11,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..device import resolve_device
 from ..models import load_reward_model
-from ..params import FilteringParams
+from ..params import FilteringParams, OnlineParams
 from ..qvalues import Prototype
 from ..toyworld import MARK_CHARS
+from .cached_decoding import decode_pruned
 from .decoding import generate_pruned
 from .methods import PRUNING, REWARD_MODELS
 from .offline import OfflineResult
@@ -30,6 +31,18 @@ def online_possible(p: FilteringParams, setup: RMSetup) -> bool:
     return p.online.enabled and not p.generations and setup.rm_params.data.kind == "toy"
 
 
+def run_loop(o: OnlineParams, policy, tokenizer, prompts: list[str], uids: list[int], scorer=None,
+             threshold: float = float("-inf"), chunk_size: int = 8, **common):
+    """One online run with the loop `o.loop` names (`OnlineParams`): the cached decoding loop reading at every
+    `chunk_size` tokens and at `o.score_at`, or one `generate` call per chunk. `common`: the sampling arguments
+    both take. Returns their `PrunedGeneration`."""
+    if o.loop == "cached":
+        return decode_pruned(policy, tokenizer, prompts, uids, scorer=scorer, threshold=threshold,
+                             score_every=chunk_size, score_at=o.score_at or None, **common)
+    return generate_pruned(policy, tokenizer, prompts, uids, scorer=scorer, threshold=threshold,
+                           chunk_size=chunk_size, **common)
+
+
 def _fastest(xs: list[float]) -> float:
     # on a shared machine other work only ever adds time, so the fastest repeat is the best estimate of what a
     # method costs by itself (a median of three still moves by 5x when a neighbour runs); all repeats are kept
@@ -44,8 +57,8 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
     falls below the threshold. Reported: policy tokens actually generated, tokens the scorer read, wall-clock
     (the fastest of `online.repeats` runs, interleaved), vote accuracy of the online run, and whether its decisions
     and kept responses equal the offline ones. References: ``generate_all`` (one plain `generate` call per batch,
-    what sampling usually is) and ``none`` (the same chunked loop without a scorer); best-of-N and weighted voting
-    cost ``none`` plus scoring every finished sample with their reward model. Returns one row per run."""
+    what sampling usually is) and ``none`` (the same loop, `online.loop`, without a scorer); best-of-N and weighted
+    voting cost ``none`` plus scoring every finished sample with their reward model. Returns one row per run."""
     test = samples["test"]
     o = p.online
     policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(resolve_device(p.device))
@@ -82,16 +95,20 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
     first: dict = {}
     for rep in range(o.repeats):
         for job, (make, tau, chunk) in jobs.items():
-            gen = generate_pruned(policy, tokenizer, prompts, uids, scorer=make() if make else None, threshold=tau,
-                                  chunk_size=chunk, desc=f"online {job[0]}", **common)
+            if job[0] == "generate_all":  # the reference: one plain `generate` call per batch, whatever the loop
+                gen = generate_pruned(policy, tokenizer, prompts, uids, chunk_size=chunk, desc="online generate_all",
+                                      **common)
+            else:
+                gen = run_loop(o, policy, tokenizer, prompts, uids, scorer=make() if make else None, threshold=tau,
+                               chunk_size=chunk, desc=f"online {job[0]}", **common)
             extra_s, extra_tok = 0.0, 0
             if p.all_pruned == "unfiltered" and make is not None:
                 # the fallback needs every sample of an all-pruned question: generate them again, in full
                 gone = _all_pruned_questions(test, gen, row_of)
                 if gone:
                     idx = [i for i, q in enumerate(test.question) if q in gone]
-                    again = generate_pruned(policy, tokenizer, [prompts[i] for i in idx], [uids[i] for i in idx],
-                                            chunk_size=chunk, desc="online fallback", **common)
+                    again = run_loop(o, policy, tokenizer, [prompts[i] for i in idx], [uids[i] for i in idx],
+                                     chunk_size=chunk, desc="online fallback", **common)
                     extra_s, extra_tok = again.seconds, again.policy_tokens
             seconds[job].append(gen.seconds + extra_s)
             if rep == 0:

@@ -23,6 +23,14 @@ class OnlineParams:
     repeats: int = 3
     """timed repetitions of every online run (the fastest is reported, all are kept; runs are interleaved across
     methods)"""
+    loop: str = "cached"
+    """``cached``: one decoding loop per batch from the policy's key/value cache, the reward model reading the new
+    tokens at scoring points (every `chunk_size` tokens, and at `score_at`), pruned and finished rows dropped from
+    both caches at once (`decode_pruned`); ``chunked``: one `generate` call per `chunk_size` tokens, finished rows
+    leaving between chunks (`generate_pruned`, the former loop). Both give the same samples and decisions"""
+    score_at: str = ""
+    """cached loop: a token after which the reward model also reads (the toy world's step separator ``;``: scoring
+    at step boundaries, with `chunk_size` the most tokens between two reads); empty: every `chunk_size` tokens"""
 
 
 @dataclass
@@ -167,6 +175,11 @@ class FilteringParams:
             raise ParamsError("skip_tokens and max_accuracy_drop must be >= 0, random_repeats >= 1")
         if self.online.chunk_size < 1 or self.online.batch_size < 1 or self.online.repeats < 1:
             raise ParamsError("online.chunk_size, online.batch_size and online.repeats must be >= 1")
+        if self.online.loop not in ("cached", "chunked"):
+            raise ParamsError(f"online.loop: expected 'cached' or 'chunked', got {self.online.loop!r}")
+        if self.online.score_at and self.online.loop != "cached":
+            raise ParamsError("online.score_at needs online.loop 'cached' (the chunked loop reads every chunk_size "
+                              "tokens)")
         check_device(self.device)
         f = self.frontier
         if f.policy_params < 0 or f.scorer_params < 0 or f.max_accuracy_drop < 0:

@@ -186,6 +186,10 @@ def test_filtering_params_validation():
         from_dict(FilteringParams, {"tie_break": "win"})
     with pytest.raises(ParamsError, match="unknown key"):
         from_dict(FilteringParams, {"online": {"chunk": 4}})
+    with pytest.raises(ParamsError, match="online.loop: expected 'cached' or 'chunked', got 'fast'"):
+        from_dict(FilteringParams, {"online": {"loop": "fast"}})
+    with pytest.raises(ParamsError, match="online.score_at needs online.loop 'cached'"):
+        from_dict(FilteringParams, {"online": {"loop": "chunked", "score_at": ";"}})
     with pytest.raises(ParamsError, match="device: expected one of auto, cpu, cuda or cuda:<index>, got 'gpu'"):
         from_dict(FilteringParams, {"device": "gpu"})
     assert from_dict(FilteringParams, {"device": "cuda:1"}).device == "cuda:1"
