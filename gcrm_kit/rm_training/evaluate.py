@@ -36,7 +36,7 @@ def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256,
             max_length = json.loads(spec_file.read_text()).get("training", {}).get("max_length")
     model, tokenizer = load_reward_model(model_dir)
     model.to(device)
-    _, held, held_skips = screen_pairs(tokenizer, world.heldout_pairs, max_length)
+    _, held, held_skips = screen_pairs(tokenizer, world.heldout_pairs, max_length, world.screened.get("heldout"))
     rc = score(model, tokenizer, [x.prompt for x in held], [x.chosen for x in held], batch_size)
     rr = score(model, tokenizer, [x.prompt for x in held], [x.rejected for x in held], batch_size)
     out = {"pairwise_accuracy": evaluation.pairwise_accuracy(rc, rr), "auroc": {},

@@ -19,7 +19,7 @@ from ..params import ModelParams, RMTrainingParams, RewardModelSpec, to_dict
 from ..rm_runs import relative_to
 from ..runs import seed_everything
 from ..training import RewardTrainer, attach_lm_head, detach_lm_head, resume_checkpoint
-from .screening import screen_pairs
+from .screening import ScreenedPairs, screen_pairs
 
 PROBE_PAIRS = 4
 """training pairs scored inside the training processes right after saving, then again from the saved checkpoint
@@ -100,14 +100,15 @@ def _full_weight(param: torch.Tensor) -> torch.Tensor:
 
 
 def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[PreferencePair], spec: RewardModelSpec,
-                     rm_seed: int, out_dir: Path) -> Path:
+                     rm_seed: int, out_dir: Path, screened: ScreenedPairs | None = None) -> Path:
     """Train one reward model on `train_pairs` into `out_dir` (resuming from its checkpoints if any) and save it as
     a standard sequence-classification checkpoint with its tokenizer, training log and spec. Runs the same in the
     notebook's process and in every process of a launched run (only the main process writes).
 
     With LoRA the adapter (and the fully trained head) is saved in `out_dir/adapter` and merged into the base for
     the plain checkpoint in `out_dir`. Rewards of the first PROBE_PAIRS pairs, computed by the trained model before
-    it is released, go to `rewards_at_save.json` for `finish_reward_model` to check the checkpoint against."""
+    it is released, go to `rewards_at_save.json` for `finish_reward_model` to check the checkpoint against.
+    `screened` (the world's screened training pairs) spares encoding `train_pairs` again when it holds them."""
     t = p.training
     args = reward_training_args(p, out_dir, rm_seed)
     seed_everything(rm_seed)
@@ -120,7 +121,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
         # model stays untouched); the policy itself, frozen, is the DPO reference
         reference = frozen_policy(policy_dir, **(dict(model_params=p.model, quant=p.quant) if scale else {}))
         attach_lm_head(model, reference, trainable=not p.lora.enabled)
-    train_enc, kept, skips = screen_pairs(tokenizer, train_pairs, t.max_length)
+    train_enc, kept, skips = screen_pairs(tokenizer, train_pairs, t.max_length, screened)
     if not train_enc:
         raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,
