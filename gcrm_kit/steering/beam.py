@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..params import BeamParams
 from .context import ContextScorer
 from .goal import GoalTerm, goal_ratio, step_log_score
-from .steps import Step, prefix_cache_of, sample_steps, step_stop_ids
+from .steps import Step, prefix_cache_of, prefix_cache_supported, sample_steps, step_stop_ids
 
 
 @dataclass
@@ -130,7 +130,8 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
     `max_length` caps prefix + step (default: the policy's max_position_embeddings). `policy_cache` keeps the
     policy's key/value cache of every live beam's prefix across steps (`steps.PrefixCache`), so each step runs only
     the new tokens through the policy; False re-encodes every prefix at every step (the reference the cache is
-    tested against: same beams, scores equal up to float round-off). `policy_tokens_processed` counts the prefix
+    tested against: same beams, scores equal up to float round-off; also what a policy whose cache is not a plain
+    `DynamicCache`, e.g. one with sliding-window layers, gets). `policy_tokens_processed` counts the prefix
     tokens an uncached step encodes either way, so the compute accounting does not depend on this switch.
     Returns one `Decoded` per prompt, in order."""
     s = settings
@@ -151,6 +152,7 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
     live = [Beam(i, r=r, aggregation=s.goal_aggregation) for i in range(len(prompts))]
     done: dict[int, list[Beam]] = {i: [] for i in range(len(prompts))}
     state = None
+    policy_cache = policy_cache and prefix_cache_supported(policy.config)
     # the prompts are encoded once here; every candidate of a prompt then starts from this cache
     prefix_cache = prefix_cache_of(policy, prompt_ids, tokenizer.pad_token_id) if policy_cache else None
     if use_rm:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from ..data import pad_ids
 
@@ -162,6 +163,13 @@ def sample_steps(policy, tokenizer, prefixes: list[list[int]], n: int | list[int
         return steps
     layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
     return steps, StepCache(layers, ids.shape[1], [len(p) for p in prefixes])
+
+
+def prefix_cache_supported(config) -> bool:
+    """Whether a policy with this config keeps every token's keys/values in a plain `DynamicLayer` per layer, as
+    `StepCache.take` assumes (slot = position). Sliding-window or other cache layers drop or reshape slots: the
+    decoder then re-encodes the prefixes instead."""
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)
 
 
 @torch.no_grad()

@@ -69,3 +69,12 @@ def test_guided_decode_same_beams_and_scores_with_and_without_the_policy_cache(p
     assert max(abs(x.score - y.score) for x, y in zip(a, b)) < 1e-5
     assert [(x.policy_tokens, x.policy_tokens_processed, x.rm_tokens) for x in a] == \
         [(y.policy_tokens, y.policy_tokens_processed, y.rm_tokens) for y in b]
+
+
+def test_only_policies_with_a_plain_dynamic_cache_use_the_prefix_cache():
+    from transformers import LlamaConfig, MistralConfig
+
+    from gcrm_kit.steering.steps import prefix_cache_supported
+
+    assert prefix_cache_supported(LlamaConfig(num_hidden_layers=2))
+    assert not prefix_cache_supported(MistralConfig(num_hidden_layers=2, sliding_window=16))
