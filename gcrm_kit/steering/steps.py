@@ -196,4 +196,9 @@ def _expanded_cache(cache: PrefixCache, rows: list[list[int]], counts: list[int]
         raise ValueError("prefix_cache does not hold these prefixes: lengths "
                          f"{cache.lengths} (width {cache.layers[0][0].shape[2] + 1}), prefixes of width {width}")
     rep = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)).to(cache.layers[0][0].device)
-    return DynamicCache(ddp_cache_data=[(k[rep], v[rep]) for k, v in cache.layers], config=config)
+    out = DynamicCache(config=config)
+    for layer, (k, v) in zip(out.layers, cache.layers, strict=True):
+        # what `DynamicLayer.update` makes of an empty layer (keys = cat([], k)), without copying k and v once more
+        layer.lazy_initialization(k, v)
+        layer.keys, layer.values = k[rep], v[rep]
+    return out
