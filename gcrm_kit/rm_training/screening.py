@@ -41,8 +41,8 @@ class ScreenedPairs:
         """`screen_pairs`'s answer for `pairs` when they are the first len(pairs) of these very pair objects (a
         data-size subset included), screened with the same max_length and an identical tokenizer; else None."""
         n = len(pairs)
-        if (max_length != self.max_length or n > len(self.pairs)
-                or any(a is not b for a, b in zip(pairs, self.pairs)) or tokenizer_key(tokenizer) != self.tokenizer_key):
+        same_pairs = n <= len(self.pairs) and all(a is b for a, b in zip(pairs, self.pairs))
+        if max_length != self.max_length or not same_pairs or tokenizer_key(tokenizer) != self.tokenizer_key:
             return None
         return self.encoded[:n], list(pairs), SkipReport(kept=n)
 
