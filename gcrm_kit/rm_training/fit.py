@@ -28,7 +28,7 @@ in one process: the two must agree (a ZeRO-3 save that lost weights would not)""
 
 def reward_training_args(p: RMTrainingParams, out_dir: Path, rm_seed: int) -> TrainingArguments:
     """TrainingArguments for one reward model. Scale options (bf16, gradient checkpointing, gradient accumulation,
-    DeepSpeed) are added only when asked for, so the toy world's arguments stay the plain ones. Made before the
+    DeepSpeed) and `torch.compile` are added only when asked for, so the toy world's arguments stay the plain ones. Made before the
     model is loaded: under ZeRO-3 transformers then builds the model already partitioned."""
     t = p.training
     extra = {}
@@ -36,6 +36,8 @@ def reward_training_args(p: RMTrainingParams, out_dir: Path, rm_seed: int) -> Tr
         extra["bf16"] = True
     if p.model.gradient_checkpointing:
         extra.update(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
+    if t.torch_compile:
+        extra["torch_compile"] = True
     if p.distributed.gradient_accumulation_steps != 1:
         extra["gradient_accumulation_steps"] = p.distributed.gradient_accumulation_steps
     ds = deepspeed_config_path(p.distributed.deepspeed)

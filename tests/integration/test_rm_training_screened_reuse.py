@@ -1,6 +1,6 @@
 """Training pairs are encoded once per run: the world's screened pairs (`RMData.screened`) are reused by training,
 the prototype and the evaluation, and a reward model trained from them has exactly the weights of one that encodes
-its pairs itself. Tiny models, a few steps."""
+its pairs itself; and the optional `torch.compile` switch of reward-model training. Tiny models, a few steps."""
 
 import pytest
 import torch
@@ -61,3 +61,11 @@ def test_a_model_trained_from_screened_pairs_equals_one_that_encodes_them(tiny_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for name in ("encoding.json", "rewards_at_save.json"):
         assert (tmp_path / "encodes" / name).read_text() == (tmp_path / "reuses" / name).read_text()
+
+
+def test_torch_compile_is_off_by_default_and_reaches_the_trainer_when_asked(tmp_path):
+    p = _params(tmp_path)
+    assert rm_fit.reward_training_args(p, tmp_path, 0).torch_compile is False
+    on = from_dict(RMTrainingParams, {"params_name": "reuse", "output_root": str(tmp_path),
+                                      "training": {"torch_compile": True}})
+    assert rm_fit.reward_training_args(on, tmp_path, 0).torch_compile is True
