@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import evaluation
 from ..io import atomic_write_json
-from ..models import load_reward_model, score
+from ..data import encode, pad_batch
+from ..models import last_token_index, load_reward_model, reward_forward, score
 from .accelerator import release_accelerator_memory
 from .screening import screen_pairs, screen_records
 from .world import RMData
@@ -36,7 +38,7 @@ def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256,
             max_length = json.loads(spec_file.read_text()).get("training", {}).get("max_length")
     model, tokenizer = load_reward_model(model_dir)
     model.to(device)
-    _, held, held_skips = screen_pairs(tokenizer, world.heldout_pairs, max_length)
+    _, held, held_skips = screen_pairs(tokenizer, world.heldout_pairs, max_length, world.screened.get("heldout"))
     rc = score(model, tokenizer, [x.prompt for x in held], [x.chosen for x in held], batch_size)
     rr = score(model, tokenizer, [x.prompt for x in held], [x.rejected for x in held], batch_size)
     out = {"pairwise_accuracy": evaluation.pairwise_accuracy(rc, rr), "auroc": {},
@@ -45,13 +47,11 @@ def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256,
     for split, all_recs in world.eval_records.items():
         recs, idx, rep = screen_records(tokenizer, all_recs, max_length)
         out["skipped"]["eval"][split] = dict(rep.skipped)
-        s = score(model, tokenizer, [r.prompt for r in recs], [r.response for r in recs], batch_size,
-                  desc=f"scoring {split}")
+        # and the same records without the EOS: the reward at the last content token, where the preference loss
+        # never ranks, as a scorer that appends no EOS reads it (from the same forward pass)
+        s, last = rewards_with_and_without_eos(model, tokenizer, [r.prompt for r in recs],
+                                               [r.response for r in recs], batch_size, desc=f"scoring {split}")
         out["auroc"][split] = evaluation.auroc(s.tolist(), [r.is_correct for r in recs])
-        # the same records without the EOS: the reward at the last content token, where the preference loss never
-        # ranks, as a scorer that appends no EOS reads it
-        last = score(model, tokenizer, [r.prompt for r in recs], [r.response for r in recs], batch_size,
-                     desc=f"scoring {split} (no EOS)", eos=False)
         out["auroc_last_token"][split] = evaluation.auroc(last.tolist(), [r.is_correct for r in recs])
         aligned = [None] * len(all_recs)
         for i, v in zip(idx, s.tolist()):
@@ -61,6 +61,26 @@ def evaluate_reward_model(model_dir: Path, world: RMData, batch_size: int = 256,
     del model
     release_accelerator_memory()
     return out
+
+
+@torch.no_grad()
+def rewards_with_and_without_eos(model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 128,
+                                 desc: str = "scoring") -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards (N,) read at the EOS, exactly as `models.score` gives them (the same batches and forward passes), and
+    (N,) read at each response's last token from the same passes: a causal model's state there does not see the EOS,
+    so it is what `score(..., eos=False)` reads, up to float round-off (its batches are padded one token narrower
+    where the longest sequence sets the width), at half the forward passes."""
+    model.eval()
+    dev = next(model.parameters()).device
+    at_eos, before = [], []
+    for s in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
+        seqs = [encode(tokenizer, p, r) for p, r in zip(prompts[s:s + batch_size], responses[s:s + batch_size])]
+        b = pad_batch(seqs, tokenizer.pad_token_id)
+        out = reward_forward(model, b["input_ids"].to(dev), b["attention_mask"].to(dev), b["position_ids"].to(dev))
+        last = last_token_index(b["attention_mask"]).to(dev) - 1  # the response's last token, before the EOS
+        at_eos.append(out.rewards.float().cpu())
+        before.append(out.token_rewards[torch.arange(len(seqs), device=dev), last].float().cpu())
+    return (torch.cat(at_eos), torch.cat(before)) if at_eos else (torch.zeros(0), torch.zeros(0))
 
 
 def warn_chance_level(rows: list[dict], alpha: float = 0.01) -> list[dict]:

@@ -61,7 +61,7 @@ def finish_reward_model(p: RMTrainingParams, world: RMData, out_dir: Path,
     check_saved_rewards(out_dir, device=device)
     model, tokenizer = load_reward_model(out_dir)
     model.to(device)
-    _, trained, skips = screen_pairs(tokenizer, train_pairs, p.training.max_length)
+    _, trained, skips = screen_pairs(tokenizer, train_pairs, p.training.max_length, world.screened.get("train"))
     proto = build_prototype(model, tokenizer, [x.prompt for x in trained],
                             [x.chosen for x in trained], name="correct", pooling="last",
                             provenance={"checkpoint": str(out_dir), "data": "chosen responses of train_pairs.jsonl",

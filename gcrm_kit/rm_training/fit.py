@@ -19,7 +19,7 @@ from ..params import ModelParams, RMTrainingParams, RewardModelSpec, to_dict
 from ..rm_runs import relative_to
 from ..runs import seed_everything
 from ..training import RewardTrainer, attach_lm_head, detach_lm_head, resume_checkpoint
-from .screening import screen_pairs
+from .screening import ScreenedPairs, screen_pairs
 
 PROBE_PAIRS = 4
 """training pairs scored inside the training processes right after saving, then again from the saved checkpoint
@@ -28,7 +28,7 @@ in one process: the two must agree (a ZeRO-3 save that lost weights would not)""
 
 def reward_training_args(p: RMTrainingParams, out_dir: Path, rm_seed: int) -> TrainingArguments:
     """TrainingArguments for one reward model. Scale options (bf16, gradient checkpointing, gradient accumulation,
-    DeepSpeed) are added only when asked for, so the toy world's arguments stay the plain ones. Made before the
+    DeepSpeed) and `torch.compile` are added only when asked for, so the toy world's arguments stay the plain ones. Made before the
     model is loaded: under ZeRO-3 transformers then builds the model already partitioned."""
     t = p.training
     extra = {}
@@ -36,6 +36,8 @@ def reward_training_args(p: RMTrainingParams, out_dir: Path, rm_seed: int) -> Tr
         extra["bf16"] = True
     if p.model.gradient_checkpointing:
         extra.update(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
+    if t.torch_compile:
+        extra["torch_compile"] = True
     if p.distributed.gradient_accumulation_steps != 1:
         extra["gradient_accumulation_steps"] = p.distributed.gradient_accumulation_steps
     ds = deepspeed_config_path(p.distributed.deepspeed)
@@ -100,14 +102,15 @@ def _full_weight(param: torch.Tensor) -> torch.Tensor:
 
 
 def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[PreferencePair], spec: RewardModelSpec,
-                     rm_seed: int, out_dir: Path) -> Path:
+                     rm_seed: int, out_dir: Path, screened: ScreenedPairs | None = None) -> Path:
     """Train one reward model on `train_pairs` into `out_dir` (resuming from its checkpoints if any) and save it as
     a standard sequence-classification checkpoint with its tokenizer, training log and spec. Runs the same in the
     notebook's process and in every process of a launched run (only the main process writes).
 
     With LoRA the adapter (and the fully trained head) is saved in `out_dir/adapter` and merged into the base for
     the plain checkpoint in `out_dir`. Rewards of the first PROBE_PAIRS pairs, computed by the trained model before
-    it is released, go to `rewards_at_save.json` for `finish_reward_model` to check the checkpoint against."""
+    it is released, go to `rewards_at_save.json` for `finish_reward_model` to check the checkpoint against.
+    `screened` (the world's screened training pairs) spares encoding `train_pairs` again when it holds them."""
     t = p.training
     args = reward_training_args(p, out_dir, rm_seed)
     seed_everything(rm_seed)
@@ -120,7 +123,7 @@ def fit_reward_model(p: RMTrainingParams, policy_dir: Path, train_pairs: list[Pr
         # model stays untouched); the policy itself, frozen, is the DPO reference
         reference = frozen_policy(policy_dir, **(dict(model_params=p.model, quant=p.quant) if scale else {}))
         attach_lm_head(model, reference, trainable=not p.lora.enabled)
-    train_enc, kept, skips = screen_pairs(tokenizer, train_pairs, t.max_length)
+    train_enc, kept, skips = screen_pairs(tokenizer, train_pairs, t.max_length, screened)
     if not train_enc:
         raise RuntimeError(f"no training pairs left after encoding: {skips.as_dict()}")
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_enc,

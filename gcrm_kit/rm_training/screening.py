@@ -8,6 +8,9 @@ and nothing raises a bare "empty response" after hours of training. Everything l
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -17,11 +20,61 @@ from ..models import set_pad_token
 from ..params import RMTrainingParams
 
 
-def screen_pairs(tokenizer, pairs: list[PreferencePair], max_length: int | None
-                 ) -> tuple[list[dict], list[PreferencePair], SkipReport]:
+@dataclass
+class ScreenedPairs:
+    """Pairs that passed `screen_pairs`, with their encodings, kept so that training and the prototype reuse them
+    instead of encoding the same pairs again (once per reward model). `tokenizer_key` (`tokenizer_key`) and
+    `max_length` say what they were screened with; they are reused only for the same."""
+
+    pairs: list[PreferencePair]
+    encoded: list[dict]
+    max_length: int | None
+    tokenizer_key: str
+
+    @classmethod
+    def of(cls, tokenizer, kept: list[PreferencePair], encoded: list[dict], max_length: int | None
+           ) -> "ScreenedPairs":
+        return cls(list(kept), list(encoded), max_length, tokenizer_key(tokenizer))
+
+    def reuse(self, tokenizer, pairs: list[PreferencePair], max_length: int | None
+              ) -> tuple[list[dict], list[PreferencePair], SkipReport] | None:
+        """`screen_pairs`'s answer for `pairs` when they are the first len(pairs) of these very pair objects (a
+        data-size subset included), screened with the same max_length and an identical tokenizer; else None."""
+        n = len(pairs)
+        same_pairs = n <= len(self.pairs) and all(a is b for a, b in zip(pairs, self.pairs))
+        if max_length != self.max_length or not same_pairs or tokenizer_key(tokenizer) != self.tokenizer_key:
+            return None
+        return self.encoded[:n], list(pairs), SkipReport(kept=n)
+
+
+def tokenizer_key(tokenizer) -> str:
+    """A digest of everything that decides `data.encode`'s ids: a fast tokenizer's definition (its JSON: normaliser,
+    pre-tokeniser, model and vocabulary, added tokens; not the post-processor, padding, truncation or decoder, which
+    `encode` does not use: a reward model's copy differs from the policy's only in its post-processor), else its
+    vocabulary; and its BOS, EOS and pad ids."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        text = json.dumps({k: v for k, v in spec.items() if k not in _NOT_ENCODING}, sort_keys=True)
+    else:
+        text = repr(sorted(tokenizer.get_vocab().items()))
+    ids = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, type(tokenizer).__name__)
+    return hashlib.sha256((text + repr(ids)).encode()).hexdigest()
+
+
+_NOT_ENCODING = ("post_processor", "padding", "truncation", "decoder")
+
+
+def screen_pairs(tokenizer, pairs: list[PreferencePair], max_length: int | None,
+                 screened: ScreenedPairs | None = None) -> tuple[list[dict], list[PreferencePair], SkipReport]:
     """`encode_pairs`'s rules, pair by pair: (encodings of the kept pairs, the kept pairs, counts by reason).
-    `max_length` None checks no length. The encodings equal what `encode_pairs` gives for the kept pairs."""
+    `max_length` None checks no length. The encodings equal what `encode_pairs` gives for the kept pairs.
+    `screened` (pairs screened before, e.g. `RMData.screened["train"]`) is reused when it holds these pairs
+    (`ScreenedPairs.reuse`): nothing is encoded again."""
     check_tokenizer(tokenizer)
+    again = screened.reuse(tokenizer, pairs, max_length) if screened is not None else None
+    if again is not None:
+        return again
     limit = max_length if max_length is not None else float("inf")
     report, enc, kept = SkipReport(), [], []
     for pair in pairs:

@@ -71,7 +71,7 @@ def train_one_reward_model(p: RMTrainingParams, world: RMData, spec: RewardModel
             release_accelerator_memory()  # models this process put on the GPU (answering, scoring, prototypes)
             run_launched(job, p.distributed.n_processes, p.distributed.launcher)
     elif not (out_dir / "SAVED").is_file():
-        fit_reward_model(p, world.policy_dir, train_pairs, spec, rm_seed, out_dir)
+        fit_reward_model(p, world.policy_dir, train_pairs, spec, rm_seed, out_dir, world.screened.get("train"))
     return finish_reward_model(p, world, out_dir, train_pairs)
 
 

@@ -19,7 +19,8 @@ from ..toyworld.policy import choose_policy
 from ..toyworld.sampling import cached_samples
 from .accelerator import release_accelerator_memory
 from .pairs import build_pairs, split_heldout
-from .screening import count_skipped, describe_skips, screen_pairs, screen_records, screening_tokenizer
+from .screening import (ScreenedPairs, count_skipped, describe_skips, screen_pairs, screen_records,
+                        screening_tokenizer)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class RMData:
     """toy world: every policy trained, with its verdict check (toyworld.policy.choose_policy)"""
     world_bounds: dict[str, WorldBounds] = field(default_factory=dict)
     """per evaluation split, the facts that bound every verifier (`bounds.world_bounds_of`); empty until measured"""
+    screened: dict[str, ScreenedPairs] = field(default_factory=dict, repr=False)
+    """"train" and "heldout": the pairs with the encodings `screen_world` made, which training, the prototype and
+    the evaluation reuse (`screening.screen_pairs`) instead of encoding them again; empty when not screened here"""
 
 
 def screen_world(world: RMData, tokenizer, max_length: int, source: dict | None = None) -> RMData:
@@ -48,8 +52,8 @@ def screen_world(world: RMData, tokenizer, max_length: int, source: dict | None 
     `screen_pairs`, `screen_records`). The counts go to `world.pair_stats["skipped"]`: {"source": rows an adapter
     left out, per data set (`source`), "train"/"heldout": {reason: n}, "eval": {split: {reason: n}}}; the pair
     counts in pair_stats become the kept ones. The policy's accuracy stays that of all its samples."""
-    _, train, s_train = screen_pairs(tokenizer, world.train_pairs, max_length)
-    _, held, s_held = screen_pairs(tokenizer, world.heldout_pairs, max_length)
+    e_train, train, s_train = screen_pairs(tokenizer, world.train_pairs, max_length)
+    e_held, held, s_held = screen_pairs(tokenizer, world.heldout_pairs, max_length)
     evals, s_eval = {}, {}
     for split, recs in world.eval_records.items():
         evals[split], _, rep = screen_records(tokenizer, recs, max_length)
@@ -63,7 +67,10 @@ def screen_world(world: RMData, tokenizer, max_length: int, source: dict | None 
         stats.update(train_pairs=len(train), heldout_pairs=len(held))
     if any(count_skipped(v) for v in (skipped["train"], skipped["heldout"], skipped["eval"], skipped["source"])):
         log.warning("left out of the world: %s", describe_skips(skipped))
-    return replace(world, train_pairs=train, heldout_pairs=held, eval_records=evals, pair_stats=stats)
+    screened = {"train": ScreenedPairs.of(tokenizer, train, e_train, max_length),
+                "heldout": ScreenedPairs.of(tokenizer, held, e_held, max_length)}
+    return replace(world, train_pairs=train, heldout_pairs=held, eval_records=evals, pair_stats=stats,
+                   screened=screened)
 
 
 def build_world(p: RMTrainingParams, run: Run) -> RMData:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..params import BeamParams
 from .context import ContextScorer
 from .goal import GoalTerm, goal_ratio, step_log_score
-from .steps import Step, sample_steps, step_stop_ids
+from .steps import Step, prefix_cache_of, prefix_cache_supported, sample_steps, step_stop_ids
 
 
 @dataclass
@@ -118,7 +118,8 @@ def select_beams(pool: list[Beam], k: int, temperature: float, rng: np.random.Ge
 def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, scorer: ContextScorer | None = None,
                   goal: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
                   suppress_tokens: list[str] | None = None, trace_prompts: tuple[int, ...] = (),
-                  trace: list | None = None, max_length: int | None = None) -> list[Decoded]:
+                  trace: list | None = None, max_length: int | None = None, policy_cache: bool = True
+                  ) -> list[Decoded]:
     """Step-level beam search over all `prompts` at once (live beams of every prompt share each forward pass).
 
     With `scorer` and `goal`, each candidate is scored in context by the reward model (`scorer` gives its pooled
@@ -126,8 +127,13 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
     ratio; without them (or with confidence ratio -inf) the search uses the policy's probability alone. `trace`
     (a list), when given, receives one dict per step and per prompt in `trace_prompts` with every candidate's
     text, log-probability, goal term and score, and which survived.
-    `max_length` caps prefix + step (default: the policy's max_position_embeddings). Returns one `Decoded` per
-    prompt, in order."""
+    `max_length` caps prefix + step (default: the policy's max_position_embeddings). `policy_cache` keeps the
+    policy's key/value cache of every live beam's prefix across steps (`steps.PrefixCache`), so each step runs only
+    the new tokens through the policy; False re-encodes every prefix at every step (the reference the cache is
+    tested against: same beams, scores equal up to float round-off; also what a policy whose cache is not a plain
+    `DynamicCache`, e.g. one with sliding-window layers, gets). `policy_tokens_processed` counts the prefix
+    tokens an uncached step encodes either way, so the compute accounting does not depend on this switch.
+    Returns one `Decoded` per prompt, in order."""
     s = settings
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -146,6 +152,9 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
     live = [Beam(i, r=r, aggregation=s.goal_aggregation) for i in range(len(prompts))]
     done: dict[int, list[Beam]] = {i: [] for i in range(len(prompts))}
     state = None
+    policy_cache = policy_cache and prefix_cache_supported(policy.config)
+    # the prompts are encoded once here; every candidate of a prompt then starts from this cache
+    prefix_cache = prefix_cache_of(policy, prompt_ids, tokenizer.pad_token_id) if policy_cache else None
     if use_rm:
         state = scorer.start(prompt_ids)
         if scorer.use_cache and getattr(scorer, "counts_tokens", True):  # prompts run once; later only new steps
@@ -161,10 +170,11 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
         counts = [s.n_candidates if n_live[b.prompt_index] * s.n_candidates > s.beam_size
                   else max(s.n_candidates, 2 * s.beam_size // n_live[b.prompt_index]) for b in live]
         steps = sample_steps(policy, tokenizer, prefixes, counts, s.temperature, s.max_step_tokens, s.step_end, bad,
-                             stop_ids=stops)
+                             stop_ids=stops, prefix_cache=prefix_cache, return_cache=policy_cache)
+        steps, step_cache = steps if policy_cache else (steps, None)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         # one candidate per distinct (prefix, step): duplicates would fill the beam with copies
-        seen, cands = set(), []
+        seen, cands, cand_rows = set(), [], []
         for j, beam in enumerate(live):
             policy_tokens_processed[beam.prompt_index] += counts[j] * len(prefixes[j])  # one row per candidate
             for k in range(counts[j]):
@@ -175,6 +185,7 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
                 if st.ids and key not in seen:
                     seen.add(key)
                     cands.append((j, st))
+                    cand_rows.append(offsets[j] + k)
         if not cands:
             break
         if use_rm:
@@ -221,6 +232,9 @@ def guided_decode(policy, tokenizer, prompts: list[str], settings: BeamParams, s
                                 for b in pool if b.finished and all(b is not new[c] for c in idx)]})
         if use_rm and keep_rows:
             state = scorer.select(cand_state, keep_rows)
+        if step_cache is not None:
+            prefix_cache = step_cache.take([int(cand_rows[c]) for c in keep_rows],
+                                           [len(cands[c][1].ids) for c in keep_rows])
         live = next_live
     out = []
     for i, prompt in enumerate(prompts):

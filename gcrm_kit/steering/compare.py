@@ -5,8 +5,10 @@ Methods: plain sampling (the SFT baseline), best-of-N by the final reward at mat
 by each goal term), beam search on the policy's probability alone (what the search gives without a goal),
 goal-guided decoding towards each target, and, in the toy world, the same search guided by an exact process value
 (what a goal term that is always right mid-solution reaches). Compute: policy tokens sampled, policy tokens
-processed (the sampled ones plus the prompt/prefix tokens every `generate` call encodes: the step-level decoder
-re-encodes each beam's prefix, once per candidate, at every step), tokens run through the reward model, and
+processed (the sampled ones plus the prompt/prefix tokens every step conditions on, counted as a decoder without
+a policy cache encodes them: each beam's prefix once per candidate at every step; the decoder here keeps the
+policy's key/value cache and runs only the new tokens, so its seconds are lower than that count suggests), tokens
+run through the reward model, and
 wall-clock seconds. Best-of-N's N is matched on policy tokens *sampled* only; the processed count is reported
 beside it, not matched. Only the attributes the judge scores are reported; correctness is reported beside each
 goal's aim when the judge scores `correct`.
@@ -65,7 +67,7 @@ def _row(method: str, seed: int, prompts: list[str], responses: list[str], judge
 def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
     """Every method on the same prompts, for every seed: plain sampling, beam search on the policy alone, guided
     decoding with each reward model towards each target, then best-of-N (N matched to the policy tokens the guided
-    decoder *sampled*, unless `p.best_of_n` is set; the prefix tokens it re-encodes at every step are reported as
+    decoder *sampled*, unless `p.best_of_n` is set; the prefix tokens it conditions on at every step are reported as
     `policy_tokens_processed` but not matched) reranked by each reward model's final reward and by each goal term.
     Prototypes are built and saved per reward model and seed in run/prototypes/<rm>_seed<k>/. The
     labelled examples are judged once (`label_table`) and every response through the setup's `CachedJudge`.
@@ -127,7 +129,7 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
                                  truncated=float(np.mean([d.truncated for d in dec])),
                                  final_goal=float(np.nanmean([d.final_goal for d in dec]))))
                 responses.setdefault(f"guided/{name}/{target}", {})[seed] = [d.response for d in dec]
-        # N is matched on policy tokens *sampled* (not on the prefix tokens the step-level decoder re-encodes)
+        # N is matched on policy tokens *sampled* (not on the prefix tokens the step-level decoder conditions on)
         n = p.best_of_n or max(1, int(round(np.mean(guided_tokens) / max(1e-9, np.mean(plain.policy_tokens)))))
         bon_n[seed] = n
         with Timer() as t_sample:

@@ -55,5 +55,5 @@ def worked_example(p, setup: SteeringSetup, prompt_index: int = 0, reward_model:
             + f", r = {goal_ratio(p.beam.confidence_ratio):.2f}")
     width = width or (34 if setup.kind == "toy" else 72)
     return (head + "\n" + format_trace(trace, prompt, width) + f"\n\nanswer: {dec.response}   scores: {scores}"
-            + f"\npolicy tokens sampled: {dec.policy_tokens} (processed, with the prefixes re-encoded at every step:"
+            + f"\npolicy tokens sampled: {dec.policy_tokens} (processed, counting each prefix once per candidate at every step:"
             f" {dec.policy_tokens_processed}), reward-model tokens: {dec.rm_tokens}")

@@ -206,3 +206,38 @@ def test_normal_permissions_opens_private_files(tmp_path):
     os.chmod(f, 0o600)
     normal_permissions(tmp_path)
     assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~_UMASK
+
+
+def test_start_run_takes_what_exists_out_of_later_collections_after_collecting_garbage(tmp_path):
+    import gc
+
+    class Node:
+        pass
+
+    gc.unfreeze()
+    cycle = Node()
+    cycle.me = cycle  # garbage that only the collector frees
+    alive = Node()
+    del cycle
+    before = gc.get_freeze_count()
+    start_run(_params(tmp_path))
+    try:
+        assert gc.get_freeze_count() > before
+        assert not any(isinstance(o, Node) and o is not alive for o in gc.get_objects())  # collected, not frozen
+        assert not gc.is_tracked(alive) or all(o is not alive for o in gc.get_objects())  # frozen: not walked
+    finally:
+        gc.unfreeze()
+
+
+def test_releasing_accelerator_memory_collects_nothing_without_cuda(monkeypatch):
+    import gc
+
+    import torch
+
+    from gcrm_kit.rm_training import accelerator
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or 0)
+    accelerator.release_accelerator_memory()
+    assert calls == []
