@@ -26,10 +26,10 @@ from .setup import RMSetup
 @dataclass
 class FrontierInputs:
     """prompts: {set: (S,) prompt tokens per sample}; policy_params; scorer_params: {'goal', 'baseline' (and
-    'process' with a process reward model): reward model parameters in the cost model}; confidences: {set: per sample its token confidences} (None: DeepConf
-    left out); probe: {set: (S, Lmax) the probe's value after each response token, NaN past each end} and
-    probe_params: its head's parameters (d + 1) (None, 0: probe left out); skipped: {method family: why it was
-    left out}; tokenizer: the kit's."""
+    'process' with a process reward model): reward model parameters in the cost model}; confidences: {set: per
+    sample its token confidences} (None: DeepConf left out); probe: {set: (S, Lmax) the probe's value after each
+    response token, NaN past each end} and probe_params: its head's parameters (d + 1) (None, 0: probe left out);
+    skipped: {method family: why it was left out}; tokenizer: the kit's."""
 
     prompts: dict[str, np.ndarray]
     policy_params: float
