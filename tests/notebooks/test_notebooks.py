@@ -228,7 +228,7 @@ def _check_filtering(metrics, run):
     chosen = {r["method"] for r in fr["chosen"]}
     assert {"majority", "q_goal", "deepconf_online", "speculative_goal", "esc", "adaptive_consistency",
             "probe"} | ({"prm"} if has_prm else set()) <= chosen
-    assert ("prm" in fr["cost"]["scorer_params"]) == has_prm and ("prm" in fr["skipped"]) != has_prm
+    assert ("process" in fr["cost"]["scorer_params"]) == has_prm and ("prm" in fr["skipped"]) != has_prm
     for r in fr["chosen"]:
         if r["method"] == "prm":  # it pays for every token it read, the prompt included
             assert r["scorer_flops"] > 0 and r["scorer_tokens"] >= r["policy_tokens"]

@@ -87,7 +87,7 @@ def test_the_prm_on_the_frontier_pays_for_the_tokens_it_read(samples, tokenizer)
     mode, settings, spend = _grids(p, inp, sets, sc, off, 0, 0)["prm"]
     (tau,) = [v for lab, v in settings if lab == "quantile 0.5"]
     sp: Spend = spend("test", tau)
-    assert mode == "online" and sp.scorer_params == 7.0
+    assert mode == "replay" and sp.scorer_params == 7.0  # replayed on the finished samples, not run online
     # it read every prompt and the tokens up to where it stopped: 4 + 10 for kept samples, 4 + 6 for pruned ones
     assert list(sp.scorer_read) == [14, 10] * 4 and list(sp.generated) == [10, 6] * 4
     assert "prm" not in _grids(p, inp, sets, _scores(samples, False), off, 0, 0)
