@@ -19,6 +19,8 @@ The notebook's steps, in its order, one file each:
 - pruning.py: the pruning rule (positions), the threshold grid and its choice, random pruning at a matched budget,
   token accounting and statistics of one pruning decision;
 - offline.py: every method on the finished samples (`evaluate_offline`);
+- prm_pruning.py: the run's process reward model, when it has one, as a pruning method (`prm`): its per-step
+  probabilities at each step's end, pruned by the same rule at a threshold chosen the same way;
 - noise.py, scorers.py, decoding.py: per-sample sampling noise, online scorers, generation that prunes while it
   generates; cached_decoding.py: the same in one decoding loop from the policy's key/value cache;
 - online.py: online pruning and its measured cost (`evaluate_online`);

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          AutoModelForTokenClassification)
 
 FLOPS_PER_PARAM_TOKEN = 2
 """forward FLOPs per parameter per token (a multiply and an add)"""
@@ -61,11 +62,14 @@ def count_params(model: torch.nn.Module) -> int:
 
 def checkpoint_params(path: str | Path, kind: str) -> int:
     """`count_params` of the checkpoint at `path` without loading its weights (built on the meta device from its
-    config). kind: ``causal_lm`` (a policy) or ``reward_model`` (a sequence-classification reward model)."""
-    if kind not in ("causal_lm", "reward_model"):
-        raise ValueError(f"unknown kind {kind!r}; expected 'causal_lm' or 'reward_model'")
+    config). kind: ``causal_lm`` (a policy), ``reward_model`` (a sequence-classification reward model) or
+    ``process`` (a process reward model: token classification)."""
+    classes = {"causal_lm": AutoModelForCausalLM, "reward_model": AutoModelForSequenceClassification,
+               "process": AutoModelForTokenClassification}
+    if kind not in classes:
+        raise ValueError(f"unknown kind {kind!r}; expected 'causal_lm', 'reward_model' or 'process'")
     config = AutoConfig.from_pretrained(path)
-    cls = AutoModelForCausalLM if kind == "causal_lm" else AutoModelForSequenceClassification
+    cls = classes[kind]
     with torch.device("meta"):
         model = cls.from_config(config)
     return count_params(model)

@@ -24,7 +24,7 @@ from .consistency import orders_of, sequential_spend
 from .cost import FLOPS_PER_PARAM_TOKEN, Spend, break_even_scorer_ratio, flops, full_spend, scorer_reads
 from .deepconf import lowest_group, offline_spend, online_spend, tail
 from .frontier_inputs import FrontierInputs
-from .methods import FRONTIER_ORDER, PRUNING, REWARD_MODELS, SETS
+from .methods import FRONTIER_ORDER, PRUNING, REWARD_MODELS, SETS, pruning_methods
 from .offline import OfflineResult
 from .operating import choose_point, evaluate_spend
 from .pruning import prune_positions, threshold_grid
@@ -83,9 +83,10 @@ def _grids(p: FilteringParams, inp: FrontierInputs, samples: dict[str, SampleSet
     P, pr = inp.scorer_params, inp.prompts
     orders = orders_of(samples, p.seed, si)
     g: dict = {"majority": ("online", [("all samples", None)], lambda s, v: full_spend(samples[s].length))}
-    for m, (which, signal) in PRUNING.items():
+    for m, (which, signal) in pruning_methods(scores, si).items():  # the PRM's among them when it was scored
         taus = [x for x in offline.frontier if x["method"] == m and x["rm_seed"] == seed and x["set"] == "validation"]
-        g[m] = ("online", [(f"quantile {x['quantile']}", x["threshold"]) for x in taus],
+        mode = "online" if m in PRUNING else "replay"  # the PRM's pruning is not run in the generation loop
+        g[m] = (mode, [(f"quantile {x['quantile']}", x["threshold"]) for x in taus],
                 lambda s, v, w=which, sg=signal: pruning_spend(
                     samples[s], prune_positions(scores[(w, si)][s].signal(sg), v, k), pr[s], P[w], tb, ap))
     for which in REWARD_MODELS:

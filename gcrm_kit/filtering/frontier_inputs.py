@@ -17,6 +17,7 @@ from ..params import FilteringParams
 from .cost import checkpoint_params, prompt_tokens
 from .deepconf import file_logprobs, policy_confidences, trace_confidences
 from .methods import REWARD_MODELS
+from .prm_pruning import PRM_METHOD, PRM_SCORER
 from .probe import sample_values, train_probe, training_pairs, training_states
 from .samples import SampleSet, ends_with_eos
 from .setup import RMSetup
@@ -24,11 +25,11 @@ from .setup import RMSetup
 
 @dataclass
 class FrontierInputs:
-    """prompts: {set: (S,) prompt tokens per sample}; policy_params; scorer_params: {'goal', 'baseline': reward
-    model parameters in the cost model}; confidences: {set: per sample its token confidences} (None: DeepConf
-    left out); probe: {set: (S, Lmax) the probe's value after each response token, NaN past each end} and
-    probe_params: its head's parameters (d + 1) (None, 0: probe left out); skipped: {method family: why it was
-    left out}; tokenizer: the kit's."""
+    """prompts: {set: (S,) prompt tokens per sample}; policy_params; scorer_params: {'goal', 'baseline' (and
+    'process' with a process reward model): reward model parameters in the cost model}; confidences: {set: per
+    sample its token confidences} (None: DeepConf left out); probe: {set: (S, Lmax) the probe's value after each
+    response token, NaN past each end} and probe_params: its head's parameters (d + 1) (None, 0: probe left out);
+    skipped: {method family: why it was left out}; tokenizer: the kit's."""
 
     prompts: dict[str, np.ndarray]
     policy_params: float
@@ -41,17 +42,19 @@ class FrontierInputs:
 
 
 def reward_model_params(p: FilteringParams, setup: RMSetup) -> dict[str, float]:
-    """{'goal', 'baseline': parameters of that reward model}: `frontier.scorer_params` when set, else counted from
-    the first rm seed's checkpoint. Raises ValueError naming the checkpoint when it cannot be counted (e.g. an
-    adapter-only folder): set `frontier.scorer_params` then."""
+    """{'goal', 'baseline' (and 'process' when the setup has a process reward model): parameters of that reward
+    model}: `frontier.scorer_params` when set, else counted from the first rm seed's checkpoint. Raises ValueError
+    naming the checkpoint when it cannot be counted (e.g. an adapter-only folder): set `frontier.scorer_params`
+    then."""
     out = {}
-    for which in REWARD_MODELS:
+    dirs = {**{w: (setup.model_dirs[w][0], "reward_model") for w in REWARD_MODELS},
+            **({PRM_SCORER: (setup.prm_dirs[0], "process")} if setup.prm_dirs else {})}
+    for which, (d, kind) in dirs.items():
         if p.frontier.scorer_params:
             out[which] = float(p.frontier.scorer_params)
             continue
-        d = setup.model_dirs[which][0]
         try:
-            out[which] = float(checkpoint_params(d, "reward_model"))
+            out[which] = float(checkpoint_params(d, kind))
         except (OSError, ValueError) as e:
             raise ValueError(f"{d}: cannot count the reward model's parameters ({e}); set frontier.scorer_params"
                              ) from None
@@ -67,6 +70,8 @@ def prepare_frontier(p: FilteringParams, setup: RMSetup, samples: dict[str, Samp
     prompts = {s: prompt_tokens(ss.records, tokenizer) for s, ss in samples.items()}
     pol = float(f.policy_params or checkpoint_params(setup.policy_dir, "causal_lm"))
     inputs = FrontierInputs(prompts, pol, reward_model_params(p, setup), tokenizer)
+    if "prm" in setup.left_out:
+        inputs.skipped[PRM_METHOD] = setup.left_out["prm"]
     if p.generations:
         try:
             inputs.confidences = {s: trace_confidences(file_logprobs(p.generations, ss, f.logprob_top_k))

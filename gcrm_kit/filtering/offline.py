@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import evaluation
 from ..params import FilteringParams
-from .methods import PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
+from .methods import PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS, pruning_methods
 from .pruning import (choose_threshold, evaluate_pruning, min_after, prune_positions, pruning_statistics,
                       random_matched, threshold_grid)
 from .samples import SampleSet
@@ -45,10 +45,12 @@ def signal_auroc(ss: SampleSet, sc: SampleScores, signal: str, skip: int) -> dic
     last = x[np.arange(len(ss.length)), ss.length - 1]
     where = np.argmin(np.where(np.arange(x.shape[1])[None, :] >= skip, np.nan_to_num(x, nan=np.inf), np.inf), 1)
     ok = np.isfinite(mins)
+    fin = np.isfinite(last)  # a step signal holds nothing at the last token of a sample its generation cut
     return {"min_auroc": evaluation.auroc(mins[ok].tolist(), ss.correct[ok].tolist()),
             "min_auroc_within_question": evaluation.within_group_auroc(mins, ss.correct, ss.question),
-            "last_auroc": evaluation.auroc(last.tolist(), ss.correct.tolist()),
-            "last_auroc_within_question": evaluation.within_group_auroc(last, ss.correct, ss.question),
+            "last_auroc": evaluation.auroc(last[fin].tolist(), ss.correct[fin].tolist()),
+            "last_auroc_within_question": evaluation.within_group_auroc(last[fin], ss.correct[fin],
+                                                                        ss.question[fin]),
             "argmin_position": float(np.mean((where / ss.length)[ok]))}
 
 
@@ -66,7 +68,7 @@ def evaluate_offline(p: FilteringParams, samples: dict[str, SampleSet],
                          "share_pruned": 0.0, "share_tokens_saved": 0.0,
                          "tokens_generated": unf["test"]["tokens_total"], "tokens_total": unf["test"]["tokens_total"]})
         _reward_baselines(p, samples["test"], scores, si, base, unf["test"], res)
-        for method in PRUNING:
+        for method in pruning_methods(scores, si):
             _pruning_method(p, samples, scores, method, si, seed, base, unf, res)
         _random_pruning(p, samples["test"], scores, si, seed, base, unf["test"], res)
     return res
@@ -91,7 +93,7 @@ def _pruning_method(p: FilteringParams, samples: dict[str, SampleSet], scores: d
     """One pruning method of seed index `si`: its signal's AUROC, the sweep of its threshold grid on both sets (the
     frontier), the threshold chosen on validation and its test row, and for Q-values the paper's threshold."""
     test, tb, ap, k = samples["test"], p.tie_break, p.all_pruned, p.skip_tokens
-    which, signal = PRUNING[method]
+    which, signal = pruning_methods(scores, si)[method]
     res.signals.append({"method": method, "rm_seed": seed,
                         **signal_auroc(test, scores[(which, si)]["test"], signal, k)})
     sc = {s: scores[(which, si)][s].signal(signal) for s in SETS}

@@ -82,7 +82,8 @@ def write_metrics(run: Run, p: FilteringParams, setup: RMSetup, samples: dict[st
         "samples_per_question": p.samples_per_question, "skip_tokens": p.skip_tokens, "tie_break": p.tie_break,
         "all_pruned": p.all_pruned, "samples": sample_summary(samples), "rows": offline.rows,
         "paper_threshold": offline.paper_rows, "signals": offline.signals, "online": online, "summary": summary,
-        "frontier": offline.frontier, "reward_models": setup.objectives()}
+        "frontier": offline.frontier, "reward_models": setup.objectives(), "prm": setup.prm_name or None,
+        "left_out": setup.left_out}
     if bounds is not None:
         metrics["world_bounds"] = {"test": bounds.as_dict()}
     if frontier is not None:

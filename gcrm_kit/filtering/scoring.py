@@ -1,6 +1,6 @@
 """Reading every sample token by token with a reward model: per-token Q-values cos(h_t, g) with the model's own
 `correct` prototype, the scalar head at every token, and the final reward (`score_sample_set`), for both reward
-models of every rm seed (`score_all`)."""
+models of every rm seed, and the process reward model's per-step probabilities when the run has one (`score_all`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from ..data import Encoded, pad_batch
 from ..device import resolve_device
 from ..models import load_reward_model, reward_forward
 from ..params import FilteringParams
+from ..prm import load_prm
 from ..qvalues import Prototype, q_values
 from .methods import REWARD_MODELS
+from .prm_pruning import PRM_SCORER, prm_sample_scores
 from .samples import SampleSet, ends_with_eos
 from .setup import RMSetup
 
@@ -24,7 +26,8 @@ from .setup import RMSetup
 class SampleScores:
     """One reward model's reading of a SampleSet. q, token_reward: (S, Lmax) per response token (the EOS included
     for finished samples), NaN past each sample's length; reward: (S,) the final reward at the last token (the
-    EOS of a finished sample)."""
+    EOS of a finished sample). A process reward model's reading holds its step signal (`prm_pruning`) in both q and
+    token_reward, and the probability of the last step it read as reward."""
 
     q: np.ndarray
     token_reward: np.ndarray
@@ -70,7 +73,8 @@ def score_sample_set(model, tokenizer, prototype: torch.Tensor, ss: SampleSet, b
 
 def score_all(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet]
               ) -> dict[tuple[str, int], dict[str, SampleScores]]:
-    """Scores of every sample by both reward models, for every rm seed: {(which, seed index): {set: scores}}."""
+    """Scores of every sample by both reward models, for every rm seed: {(which, seed index): {set: scores}}; and
+    by the process reward model, when the setup has one, under (`prm_pruning.PRM_SCORER`, seed index)."""
     out = {}
     for which in REWARD_MODELS:
         for k, d in enumerate(setup.model_dirs[which]):
@@ -79,4 +83,9 @@ def score_all(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet]
             proto = Prototype.load(d, "correct").vector
             out[(which, k)] = {s: score_sample_set(model, tokenizer, proto, ss, p.batch_size,
                                                    desc=f"scoring {s} with {d.name}") for s, ss in samples.items()}
+    for k, d in enumerate(setup.prm_dirs):
+        model, tokenizer = load_prm(d)
+        model.to(resolve_device(p.device))
+        read = {s: prm_sample_scores(model, tokenizer, ss, p.batch_size) for s, ss in samples.items()}
+        out[(PRM_SCORER, k)] = {s: SampleScores(x, x, last) for s, (x, last) in read.items()}
     return out

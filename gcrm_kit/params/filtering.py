@@ -112,6 +112,10 @@ class FilteringParams:
     otherwise (e.g. `contrastive`) works as is"""
     baseline_rm: str = "baseline"
     """the preference-only reward model of the same run, for the baselines: a name or a role (default: the role)"""
+    prm: str = "process"
+    """the process reward model of the same run that prunes at its first step judged wrong (method `prm`): a name or
+    a role (default: the role `process`); when the run has none, or this is empty, the method is left out and
+    metrics.json says why (`left_out`)"""
     generations: str = ""
     """a JSONL file of generation records (data.GenerationRecord: prompt, response, is_correct, answer), several
     per prompt, to filter instead of sampling the toy world; online pruning is then skipped"""

@@ -152,6 +152,10 @@ class SteeringParams:
     judge_reward_model: str = ""
     """the reward model of the RM run (its first seed used here) the `rm_proxy` judge reads; empty: the first of
     `reward_models`"""
+    prm: str = "process"
+    """the process reward model of the RM run that guides `guided_prm` (its probability that a candidate step is
+    right in the goal term's place): a name or a role (default: the role `process`); when the run has none, or this
+    is empty, the method is left out and metrics.json says why (`left_out`)"""
     exact_oracle: bool = True
     """also decode with the toy world's exact process value in place of the reward model: what step-level guidance
     reaches on correctness when its goal term is always right"""

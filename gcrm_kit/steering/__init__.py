@@ -9,6 +9,8 @@ state, read in context, and goal prototypes built from labelled examples. Files,
 - `context.py`: the reward model in context with its key/value cache (`ContextScorer`, `RMState`), and the toy
   world's exact process value in its place (`ExactPrefixScorer`, `exact_goal`);
 - `beam.py`: the beam search (`Beam`, `select_beams`, `guided_decode`, `decode_in_batches`, `format_trace`);
+- `prm_guide.py`: the run's process reward model as the search's guide (`PRMStepScorer`, `prm_goal`): its
+  probability that a candidate step is right in the goal term's place (`guided_prm`);
 - `baselines.py`: whole sampled solutions, read by a reward model, and the best-of-N pick;
 - `judges.py`: the judge registry (`register_judge`, `get_judge`, the toy world's `exact` judge), `CachedJudge`,
   attribute rates and the rating labels of real data; `proxy_judge.py`: the `rm_proxy` judge;
@@ -35,6 +37,7 @@ from .goal import GoalTerm, goal_ratio, step_log_score
 from .judges import (JUDGES, CachedJudge, Judge, attribute_rates, exact_toy_judge, get_judge, in_set, rating_labels,
                      register_judge)
 from .labels import judge_attributes, label_counts, label_table
+from .prm_guide import PRMStepScorer, find_guide, prm_goal
 from .prototypes import build_prototypes, goal_terms, prototype_diagnostics, target_rating
 from .proxy_judge import RewardModelProxyJudge
 from .report import (HELPSTEER_DESCRIPTIONS, METHOD_ORDER, SteeringResult, attribute_overview, diagnostics_table,
@@ -46,13 +49,13 @@ from .walkthrough import check_cache, worked_example
 
 __all__ = [
     "HELPSTEER_DESCRIPTIONS", "JUDGES", "METHOD_ORDER", "Beam", "CachedJudge", "ContextScorer", "Decoded",
-    "ExactPrefixScorer", "GoalTerm", "Judge", "RMState", "RewardModelProxyJudge", "Sampled", "SteeringResult",
-    "SteeringSetup", "Step", "Timer", "attribute_overview", "attribute_rates", "build_prototypes", "check_cache",
-    "compare_methods", "decode_in_batches", "diagnostics_table", "exact_goal", "exact_toy_judge", "format_trace",
-    "gains_table", "get_judge", "goal_ratio", "goal_terms", "guided_decode", "guided_gains", "has_attribute",
-    "in_set", "judge_attributes", "label_counts", "label_table", "pick", "prepare", "prototype_diagnostics",
-    "rating_labels", "read_final_states", "register_judge", "reported_attributes", "results_table", "sample_solutions",
-    "sample_steps", "save_figures", "score_samples", "select_beams", "step_end_ids", "step_log_score",
-    "step_stop_ids", "steering_compute", "steering_gains", "steering_rates", "summarise", "target_rating",
-    "worked_example", "write_metrics",
+    "ExactPrefixScorer", "GoalTerm", "Judge", "PRMStepScorer", "RMState", "RewardModelProxyJudge", "Sampled",
+    "SteeringResult", "SteeringSetup", "Step", "Timer", "attribute_overview", "attribute_rates", "build_prototypes",
+    "check_cache", "compare_methods", "decode_in_batches", "diagnostics_table", "exact_goal", "exact_toy_judge",
+    "find_guide", "format_trace", "gains_table", "get_judge", "goal_ratio", "goal_terms", "guided_decode",
+    "guided_gains", "has_attribute", "in_set", "judge_attributes", "label_counts", "label_table", "pick", "prepare",
+    "prm_goal", "prototype_diagnostics", "rating_labels", "read_final_states", "register_judge", "reported_attributes",
+    "results_table", "sample_solutions", "sample_steps", "save_figures", "score_samples", "select_beams",
+    "step_end_ids", "step_log_score", "step_stop_ids", "steering_compute", "steering_gains", "steering_rates",
+    "summarise", "target_rating", "worked_example", "write_metrics",
 ]

@@ -3,15 +3,16 @@ compute each used, and the gains of guided decoding over each baseline paired by
 
 Methods: plain sampling (the SFT baseline), best-of-N by the final reward at matched policy compute (and reranked
 by each goal term), beam search on the policy's probability alone (what the search gives without a goal),
-goal-guided decoding towards each target, and, in the toy world, the same search guided by an exact process value
-(what a goal term that is always right mid-solution reaches). Compute: policy tokens sampled, policy tokens
-processed (the sampled ones plus the prompt/prefix tokens every step conditions on, counted as a decoder without
-a policy cache encodes them: each beam's prefix once per candidate at every step; the decoder here keeps the
-policy's key/value cache and runs only the new tokens, so its seconds are lower than that count suggests), tokens
-run through the reward model, and
-wall-clock seconds. Best-of-N's N is matched on policy tokens *sampled* only; the processed count is reported
-beside it, not matched. Only the attributes the judge scores are reported; correctness is reported beside each
-goal's aim when the judge scores `correct`.
+goal-guided decoding towards each target, in the toy world the same search guided by an exact process value
+(what a goal term that is always right mid-solution reaches), and, when the RM run has a process reward model, the
+same search guided by its probability that each step is right (`prm_guide`). Compute: policy tokens sampled,
+policy tokens processed (the sampled ones plus the prompt/prefix tokens every step conditions on, counted as a
+decoder without a policy cache encodes them: each beam's prefix once per candidate at every step; the decoder here
+keeps the policy's key/value cache and runs only the new tokens, so its seconds are lower than that count
+suggests), tokens run through the reward model (or the process reward model), and wall-clock seconds. Best-of-N's
+N is matched on policy tokens *sampled* only; the processed count is reported beside it, not matched. Only the
+attributes the judge scores are reported; correctness is reported beside each goal's aim when the judge scores
+`correct`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .beam import decode_in_batches
 from .context import ContextScorer, ExactPrefixScorer, exact_goal
 from .judges import Judge, attribute_rates
 from .labels import label_table
+from .prm_guide import METHOD as PRM_METHOD, find_guide, prm_goal
 from .prototypes import build_prototypes, goal_terms, prototype_diagnostics
 from .report import SteeringResult, summarise
 from .setup import SteeringSetup
@@ -82,6 +84,7 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
     sample_kw = {"batch_size": p.sequence_batch_size} if p.sequence_batch_size else {}
     score_kw = dict(sample_kw)
     rows, responses, diagnostics, bon_n = [], {}, {}, {}
+    prm, prm_left_out = find_guide(p, setup)
     for seed in setup.seeds:
         dseed = p.seed * 1000 + seed
         with Timer() as t:
@@ -106,6 +109,16 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
                              [d.policy_tokens for d in dec], [d.policy_tokens_processed for d in dec],
                              [0] * len(prompts), t.seconds, "", "error_free"))
             responses.setdefault("guided_oracle", {})[seed] = [d.response for d in dec]
+        if prm is not None:  # the process reward model's step probability in the goal term's place
+            with Timer() as t:
+                dec = decode_in_batches(policy, tok, prompts, settings, p.batch_size,
+                                        prm.scorer(seed, setup.device, tok.get_vocab()), prm_goal, seed=dseed,
+                                        suppress_tokens=suppress, desc=f"guided: process reward model {prm.name}")
+            rows.append(_row(PRM_METHOD, seed, prompts, [d.response for d in dec], judge,
+                             [d.policy_tokens for d in dec], [d.policy_tokens_processed for d in dec],
+                             [d.rm_tokens for d in dec], t.seconds, prm.name, "",
+                             truncated=float(np.mean([d.truncated for d in dec]))))
+            responses.setdefault(f"{PRM_METHOD}/{prm.name}", {})[seed] = [d.response for d in dec]
         models, guided_tokens = {}, []
         for name in setup.reward_models:
             model, rtok = setup.load_reward_model(name, seed)
@@ -150,7 +163,8 @@ def compare_methods(p, run, setup: SteeringSetup) -> SteeringResult:
                 responses.setdefault(f"best_of_n_goal/{name}/{target}", {})[seed] = resp
     summary = summarise(rows)
     gains = guided_gains(rows, p.targets)
-    result = SteeringResult(run.dir, rows, summary, gains, diagnostics, bon_n, responses)
+    result = SteeringResult(run.dir, rows, summary, gains, diagnostics, bon_n, responses,
+                            left_out={} if prm is not None else {PRM_METHOD: prm_left_out})
     run.write_json("responses.json", {"prompts": prompts, "responses": responses})
     return result
 

@@ -9,7 +9,8 @@ from plotly.subplots import make_subplots
 
 
 STEERING_COLORS = {"plain": "#7f7f7f", "best_of_n": "#1f77b4", "best_of_n_goal": "#17becf",
-                   "beam_policy_only": "#ff7f0e", "guided": "#d62728", "guided_oracle": "#2ca02c"}
+                   "beam_policy_only": "#ff7f0e", "guided": "#d62728", "guided_oracle": "#2ca02c",
+                   "guided_prm": "#9467bd"}
 """one colour per method family, shared by every figure of the comparison"""
 
 

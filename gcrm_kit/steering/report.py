@@ -30,9 +30,12 @@ class SteeringResult:
     best_of_n: dict[int, int]
     responses: dict = field(default_factory=dict)
     cache_check: dict = field(default_factory=dict)
+    left_out: dict = field(default_factory=dict)
+    """method -> why it did not run (`guided_prm` without a process reward model)"""
 
 
-METHOD_ORDER = ("plain", "best_of_n", "best_of_n_goal", "beam_policy_only", "guided", "guided_oracle")
+METHOD_ORDER = ("plain", "best_of_n", "best_of_n_goal", "beam_policy_only", "guided", "guided_oracle",
+                "guided_prm")
 
 SUMMARISED = ("policy_tokens", "policy_tokens_processed", "rm_tokens", "seconds", "seconds_per_prompt", "n",
               "truncated", "final_goal")
@@ -163,14 +166,15 @@ def gains_table(result: SteeringResult):
 def write_metrics(p, run, setup: SteeringSetup, result: SteeringResult, labels: dict) -> dict:
     """Write run/metrics.json: the params' identity, the RM run and what each reward model was trained to do, the
     judge (and what its scores are), the best-of-N sizes, the prototype label counts (`labels`, from
-    `label_counts`), the diagnostics, the cache check, every row, the summary and the gains. Returns the dict."""
+    `label_counts`), the diagnostics, the cache check, every row, the summary, the gains and the methods left out
+    with why. Returns the dict."""
     judge = setup.judge(p.judge).judge
     metrics = {"notebook": p.notebook, "params_name": p.params_name, "seed": p.seed, "rm_run": str(setup.rm_run_dir),
                "kind": setup.kind, "judge": {"name": p.judge, "note": getattr(judge, "note", "")},
                "n_prompts": len(setup.prompts), "seeds": setup.seeds, "best_of_n": result.best_of_n,
                "prototype_labels": labels, "prototype_diagnostics": result.diagnostics,
                "cache_check": result.cache_check, "rows": result.rows, "summary": result.summary,
-               "gains": result.gains, "reward_model_objectives": setup.objectives}
+               "gains": result.gains, "reward_model_objectives": setup.objectives, "left_out": result.left_out}
     run.write_json("metrics.json", metrics)
     return metrics
 

@@ -205,8 +205,16 @@ def _check_filtering(metrics, run):
             # a sample pruned at token t generated t + 1 tokens: never more than all of them
             assert r["tokens_generated"] <= r["tokens_total"]
     assert {f["set"] for f in metrics["frontier"]} == {"validation", "test"}
+    has_prm = _prm_of_rm_run(metrics["rm_run"]) is not None
     assert {s["method"] for s in metrics["signals"]} == {"q_goal", "q_baseline", "token_reward_goal",
-                                                         "token_reward_baseline"}
+                                                         "token_reward_baseline"} | ({"prm"} if has_prm else set())
+    if has_prm:  # the process reward model prunes on the same samples, its threshold chosen on validation
+        assert metrics["prm"] == _prm_of_rm_run(metrics["rm_run"]) and metrics["left_out"] == {}
+        (prm,) = [r for r in metrics["rows"] if r["method"] == "prm"]
+        swept = [f for f in metrics["frontier"] if f["method"] == "prm"]
+        assert {f["set"] for f in swept} == {"validation", "test"} and prm["quantile"] in {f["quantile"] for f in swept}
+    else:
+        assert metrics["prm"] is None and metrics["left_out"]["prm"]
     online = {r["method"]: r for r in metrics["online"]}
     assert {"generate_all", "none", "q_goal", "random"} <= set(online)
     for m in ("q_goal", "q_baseline", "random"):
@@ -219,7 +227,11 @@ def _check_filtering(metrics, run):
     fr = metrics["compute_frontier"]
     chosen = {r["method"] for r in fr["chosen"]}
     assert {"majority", "q_goal", "deepconf_online", "speculative_goal", "esc", "adaptive_consistency",
-            "probe"} <= chosen
+            "probe"} | ({"prm"} if has_prm else set()) <= chosen
+    assert ("process" in fr["cost"]["scorer_params"]) == has_prm and ("prm" in fr["skipped"]) != has_prm
+    for r in fr["chosen"]:
+        if r["method"] == "prm":  # it pays for every token it read, the prompt included
+            assert r["scorer_flops"] > 0 and r["scorer_tokens"] >= r["policy_tokens"]
     for r in fr["chosen"]:
         # an operating point never costs less than nothing, and the unfiltered vote is the reference
         assert 0.0 <= r["accuracy"] <= 1.0 and r["share_compute_saved"] <= 1.0 and r["flops"] > 0
@@ -242,6 +254,14 @@ def _check_filtering(metrics, run):
         assert (run / "figures" / f"{fig}.html").is_file() and (run / "figures" / f"{fig}.json").is_file()
 
 
+def _prm_of_rm_run(rm_run: str) -> str | None:
+    """The name of the process reward model of a notebook-01 run folder, None when it has none."""
+    import yaml
+
+    params = yaml.safe_load((Path(rm_run) / "params.resolved.yaml").read_text())
+    return next((m["name"] for m in params["reward_models"] if m.get("kind") == "process"), None)
+
+
 SANITY = {"01_rm_training": _check_rm_training, "02_representation_analysis": _check_representation,
           "03_filtering": _check_filtering}
 def _check_steering(metrics, run):
@@ -255,12 +275,18 @@ def _check_steering(metrics, run):
     expected |= {("best_of_n_goal", m, t) for m in rms for t in targets}
     if params["exact_oracle"]:
         expected.add(("guided_oracle", "", "error_free"))
+    prm = _prm_of_rm_run(metrics["rm_run"])
+    if prm:  # the notebook-01 run's process reward model guides the same beam search
+        expected.add(("guided_prm", prm, ""))
+        assert metrics["left_out"] == {}
+    else:
+        assert "guided_prm" in metrics["left_out"]
     assert methods == expected
     assert len(metrics["rows"]) == len(expected) * len(seeds)
     for r in metrics["rows"]:
         assert all(0.0 <= v <= 1.0 for k, v in r.items() if k.startswith("rate_"))
         assert r["policy_tokens"] > 0 and r["seconds"] >= 0
-        assert (r["rm_tokens"] > 0) == (r["method"] in ("guided", "best_of_n", "best_of_n_goal"))
+        assert (r["rm_tokens"] > 0) == (r["method"] in ("guided", "best_of_n", "best_of_n_goal", "guided_prm"))
     assert all(n >= 1 for n in metrics["best_of_n"].values())
     cache = metrics["cache_check"]
     assert cache["same_responses"] and cache["max_abs_score_diff"] < 1e-4
