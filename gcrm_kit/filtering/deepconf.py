@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..confidence import TokenLogprobs, group_confidences, policy_logprobs, record_logprobs, token_confidence
 from .cost import Spend
@@ -48,15 +49,37 @@ def file_logprobs(path: str | Path, ss: SampleSet, k: int) -> list[TokenLogprobs
 
 def policy_confidences(policy, tokenizer, ss: SampleSet, k: int, batch_size: int) -> list[np.ndarray]:
     """Each sample's token confidences under `policy` (the one that wrote them), a batch of forward passes at a
-    time so that only the confidences are kept; a sample cut at the token limit is scored without an EOS."""
+    time so that only the confidences are kept; a sample cut at the token limit is scored without an EOS. A sample
+    whose response is empty generated one token, its EOS: its trace is that token's confidence."""
     out = []
     recs = ss.records
     for start in range(0, len(recs), batch_size):
         chunk = recs[start:start + batch_size]
-        lps = policy_logprobs(policy, tokenizer, [r.prompt for r in chunk], [r.response for r in chunk], k=k,
-                              batch_size=batch_size, eos=[ends_with_eos(r) for r in chunk])
-        out += trace_confidences(lps)
+        filled = [r for r in chunk if r.response]
+        lps = iter(policy_logprobs(policy, tokenizer, [r.prompt for r in filled], [r.response for r in filled], k=k,
+                                   batch_size=batch_size, eos=[ends_with_eos(r) for r in filled]) if filled else [])
+        for r in chunk:
+            out.append(token_confidence(next(lps).top) if r.response else eos_only_confidence(policy, tokenizer,
+                                                                                              r.prompt, k))
     return out
+
+
+@torch.no_grad()
+def eos_only_confidence(policy, tokenizer, prompt: str, k: int) -> np.ndarray:
+    """(1,): the token confidence of the EOS an empty response consists of, read after BOS + prompt."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+    if not ids:
+        raise ValueError("an empty response to an empty prompt without a BOS token has nothing to be read after")
+    training = policy.training
+    policy.eval()
+    try:
+        logits = policy(input_ids=torch.tensor([ids], device=next(policy.parameters()).device)).logits[0, -1]
+    finally:
+        policy.train(training)
+    top = torch.log_softmax(logits.float(), dim=-1).topk(min(k, logits.shape[-1])).values
+    return token_confidence(top.cpu().numpy()[None, :])
 
 
 def trace_confidences(lps: list[TokenLogprobs]) -> list[np.ndarray]:

@@ -35,13 +35,23 @@ def policy_states(policy, tokenizer, prompts: list[str], responses: list[str], e
     for start in range(0, len(prompts), batch_size):
         seqs = []
         for i in range(start, min(start + batch_size, len(prompts))):
-            seqs.append(encode(tokenizer, prompts[i], responses[i], eos=eos[i]))
+            seqs.append(_encode_sample(tokenizer, prompts[i], responses[i], eos[i]))
         batch = pad_batch([Encoded(e.input_ids, e.response_start) for e in seqs], pad, "right")
         hs = policy(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                     output_hidden_states=True).hidden_states[layer]
         for b, e in enumerate(seqs):
             out.append(hs[b, e.response_start:len(e.input_ids)].float().cpu().numpy())
     return out
+
+
+def _encode_sample(tokenizer, prompt: str, response: str, eos: bool) -> Encoded:
+    """A sample in the kit's format; an empty response (the policy wrote its EOS at once) is BOS + prompt + EOS,
+    whose one response position is the EOS, where `data.encode` refuses it (a training pair must not be empty)."""
+    if response:
+        return encode(tokenizer, prompt, response, eos=eos)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return Encoded(ids + ([tokenizer.eos_token_id] if eos else []), len(ids))
 
 
 def training_pairs(run_dir: Path, n: int) -> list[PreferencePair]:
@@ -104,5 +114,6 @@ def probe_values(probe, states: list[np.ndarray], width: int) -> np.ndarray:
     layout of `SampleScores.q`, so the pruning rule and its threshold grid apply unchanged)."""
     out = np.full((len(states), width), np.nan, dtype=np.float32)
     for i, h in enumerate(states):
-        out[i, :len(h)] = probe.predict_proba(h)[:, 1]
+        if len(h):  # a sample cut off before writing anything has no position to read
+            out[i, :len(h)] = probe.predict_proba(h)[:, 1]
     return out
