@@ -150,6 +150,14 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
     finally:
         hf_logging.set_verbosity(verbosity)
     log.info("reward model from %s: backbone loaded, LM head left out, new scalar head initialised", policy_dir)
+    return prepare_for_training(model, model_params, quant, lora, "SEQ_CLS"), tokenizer
+
+
+def prepare_for_training(model, model_params=None, quant=None, lora=None, task_type: str = "SEQ_CLS"):
+    """`model` made ready for training the kit's way: prepared for k-bit training when it was loaded in 4 bits
+    (gradient checkpointing as `model_params` asks), then wrapped in a LoRA adapter of `task_type` (``SEQ_CLS`` for
+    a reward model, ``TOKEN_CLS`` for a process reward model) whose new head `score` stays fully trainable, when
+    `lora` is enabled. Returns the model (unchanged when neither applies)."""
     if quant is not None and quant.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
@@ -160,9 +168,9 @@ def reward_model_from_policy(policy_dir: str | Path, seed: int | None = None, mo
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(
-            task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            task_type=task_type, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules), modules_to_save=["score"]))
-    return model, tokenizer
+    return model
 
 
 def _load_kwargs(model_params=None, quant=None, head: str = "score") -> dict:

@@ -31,7 +31,7 @@ from transformers.utils import logging as hf_logging
 
 from .data import Encoded, check_tokenizer, encode, pad_batch
 from .io import normal_permissions
-from .models import _load_kwargs, add_scoring_template, bnb_config, set_pad_token
+from .models import _load_kwargs, add_scoring_template, bnb_config, prepare_for_training, set_pad_token
 from .qvalues import TokenValues, char_to_token
 from .training import OpenPermissions
 
@@ -212,19 +212,7 @@ def prm_from_policy(policy_dir: str | Path, separator: str, seed: int | None = N
             policy_dir, config=_prm_config(policy_dir, tokenizer, separator), **_load_kwargs(model_params, quant))
     finally:
         hf_logging.set_verbosity(verbosity)
-    if quant is not None and quant.load_in_4bit:
-        from peft import prepare_model_for_kbit_training
-
-        gc = bool(model_params is not None and model_params.gradient_checkpointing)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
-    if lora is not None and lora.enabled:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            task_type="TOKEN_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules), modules_to_save=["score"]))
-    return model, tokenizer
+    return prepare_for_training(model, model_params, quant, lora, "TOKEN_CLS"), tokenizer
 
 
 def merge_prm_adapter(adapter_dir: str | Path, out_dir: str | Path, base_dir: str | Path, separator: str,
