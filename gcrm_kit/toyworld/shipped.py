@@ -22,6 +22,9 @@ import json
 import shutil
 from pathlib import Path
 
+from huggingface_hub import split_torch_state_dict_into_shards
+from safetensors.torch import load_file, save_file
+
 from ..io import atomic_write_json, normal_permissions
 from ..runs import params_hash
 
@@ -31,6 +34,11 @@ PROVENANCE = "PROVENANCE.json"
 #: the files of a policy folder that are shipped (the cache folder's, without checkpoints)
 SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                  "tokenizer_config.json", "training_log.json", "verdict_check.json", "key.json")
+WEIGHTS = "model.safetensors"
+#: the most bytes of one shipped weights file: larger weights are shipped as shards with a
+#: `model.safetensors.index.json`, the layout `save_pretrained(max_shard_size=...)` writes and `from_pretrained`
+#: reads, so no file of the package grows past what a source repository should hold (4 MB)
+SHARD_BYTES = 3_000_000
 
 
 def sha256_of(path: Path) -> str:
@@ -71,18 +79,39 @@ def find_shipped(key: dict, root: Path = SHIPPED_ROOT) -> Path | None:
 
 
 def copy_shipped(folder: Path, dest: Path) -> None:
-    """Copy a checked shipped policy into a cache folder being built (`dest`), with a `source.json` saying so."""
-    for name in SHIPPED_FILES:
-        if (folder / name).is_file() and name != "key.json":  # runs.cached writes the key itself
+    """Copy a checked shipped policy (every file its provenance lists: one weights file or its shards) into a cache
+    folder being built (`dest`), with a `source.json` saying so and naming the files' sha256."""
+    files = json.loads((folder / PROVENANCE).read_text())["files"]
+    for name in files:
+        if name != "key.json":  # runs.cached writes the key itself
             shutil.copyfile(folder / name, dest / name)
     atomic_write_json(dest / "source.json", {"source": "shipped", "folder": folder.name,
-                                             "model_sha256": sha256_of(folder / "model.safetensors")})
+                                             "files": {n: d for n, d in files.items() if n != "key.json"}})
     normal_permissions(dest)
 
 
-def ship(policy_dir: Path, key: dict, corpus_digest: str, built_by: str, root: Path = SHIPPED_ROOT) -> Path:
+def write_weights(src: Path, dest: Path, max_bytes: int = SHARD_BYTES) -> list[str]:
+    """Write the safetensors weights file `src` into folder `dest`: as it is when it has at most `max_bytes`, else as
+    shards of at most `max_bytes` each plus `model.safetensors.index.json` (huggingface_hub's split, Hugging Face's
+    shard names and index), every tensor's bytes unchanged. Returns the names of the files written."""
+    if src.stat().st_size <= max_bytes:
+        shutil.copyfile(src, dest / WEIGHTS)
+        return [WEIGHTS]
+    tensors = load_file(src)
+    split = split_torch_state_dict_into_shards(tensors, filename_pattern="model{suffix}.safetensors",
+                                               max_shard_size=max_bytes)
+    for shard, names in split.filename_to_tensors.items():
+        save_file({n: tensors[n].contiguous() for n in names}, dest / shard, metadata={"format": "pt"})
+    atomic_write_json(dest / f"{WEIGHTS}.index.json",
+                      {"metadata": {**split.metadata}, "weight_map": split.tensor_to_filename})
+    return [*split.filename_to_tensors, f"{WEIGHTS}.index.json"]
+
+
+def ship(policy_dir: Path, key: dict, corpus_digest: str, built_by: str, root: Path = SHIPPED_ROOT,
+         max_bytes: int = SHARD_BYTES) -> Path:
     """Write the trained policy in `policy_dir` (a cache folder of toyworld.policy.get_policy, built from `key`) as a
-    shipped policy: its files, their sha256, the key and the sha256 of its base corpus (`corpus_digest`). Replaces
+    shipped policy: its files (weights over `max_bytes` as shards, write_weights), their sha256, the key and the
+    sha256 of its base corpus (`corpus_digest`). Replaces
     an earlier shipped copy of the same key only as a whole (written to a temporary folder, then renamed). Returns
     the shipped folder."""
     if json.loads((policy_dir / "key.json").read_text()) != json.loads(json.dumps(key)):
@@ -95,8 +124,10 @@ def ship(policy_dir: Path, key: dict, corpus_digest: str, built_by: str, root: P
     for name in SHIPPED_FILES:
         if not (policy_dir / name).is_file():
             raise ValueError(f"ship: {policy_dir} has no {name}")
-        shutil.copyfile(policy_dir / name, tmp / name)
-        files[name] = sha256_of(tmp / name)
+        written = write_weights(policy_dir / name, tmp, max_bytes) if name == WEIGHTS else [name]
+        if name != WEIGHTS:
+            shutil.copyfile(policy_dir / name, tmp / name)
+        files.update({n: sha256_of(tmp / n) for n in written})
     atomic_write_json(tmp / PROVENANCE, {"built_by": built_by, "key": key, "corpus_sha256": corpus_digest,
                                          "files": files})
     normal_permissions(tmp)
