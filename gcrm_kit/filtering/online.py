@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..device import resolve_device
 from ..models import load_reward_model
-from ..params import FilteringParams, OnlineParams
+from ..params import FilteringParams, OnlineParams, ParamsError
 from ..qvalues import Prototype
 from ..toyworld import MARK_CHARS
 from .cached_decoding import decode_pruned
@@ -51,7 +51,8 @@ def _fastest(xs: list[float]) -> float:
 
 def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet], offline: OfflineResult
                     ) -> list[dict]:
-    """Online pruning on the test questions, for every pruning method at its chosen threshold and every rm seed.
+    """Online pruning on the test questions, for every pruning method `online.methods` names (all when empty) at its
+    chosen threshold and every rm seed. Raises ParamsError naming an unknown method.
 
     Each run generates the test samples (same uids, so the same samples as offline) and stops those whose score
     falls below the threshold. Reported: policy tokens actually generated, tokens the scorer read, wall-clock
@@ -61,6 +62,10 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
     voting cost ``none`` plus scoring every finished sample with their reward model. Returns one row per run."""
     test = samples["test"]
     o = p.online
+    unknown = sorted(set(o.methods) - set(PRUNING))
+    if unknown:
+        raise ParamsError(f"online.methods: unknown pruning method(s) {unknown}; expected names of {sorted(PRUNING)}")
+    online_methods = {m: v for m, v in PRUNING.items() if not o.methods or m in o.methods}
     policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(resolve_device(p.device))
     tokenizer = AutoTokenizer.from_pretrained(setup.policy_dir)
     prompts = [r.prompt for r in test.records]
@@ -83,7 +88,7 @@ def evaluate_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sampl
     jobs: dict[tuple[str, int], tuple] = {("generate_all", -1): (None, float("-inf"), p.max_new_tokens),
                                           ("none", -1): (None, float("-inf"), o.chunk_size)}
     for si in range(len(setup.rm_seeds)):
-        for method, (which, signal) in PRUNING.items():
+        for method, (which, signal) in online_methods.items():
             model, proto = rms[which][si]
             jobs[(method, si)] = (lambda m=model, g=proto, s=signal: RewardModelScorer(m, s, g),
                                   offline.chosen[(method, si)]["threshold"], o.chunk_size)

@@ -28,6 +28,10 @@ class OnlineParams:
     tokens at scoring points (every `chunk_size` tokens, and at `score_at`), pruned and finished rows dropped from
     both caches at once (`decode_pruned`); ``chunked``: one `generate` call per `chunk_size` tokens, finished rows
     leaving between chunks (`generate_pruned`, the former loop). Both give the same samples and decisions"""
+    methods: list[str] = field(default_factory=list)
+    """the pruning methods run online (names of filtering.methods.PRUNING, e.g. ``[q_goal, q_baseline]``); empty:
+    every one. The online runs measure seconds: their tokens and decisions are the offline ones, so a method left
+    out keeps its offline row and frontier point, without measured seconds"""
     score_at: str = ""
     """cached loop: a token after which the reward model also reads (the toy world's step separator ``;``: scoring
     at step boundaries, with `chunk_size` the most tokens between two reads); empty: every `chunk_size` tokens"""

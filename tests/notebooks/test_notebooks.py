@@ -217,6 +217,9 @@ def _check_filtering(metrics, run):
         assert metrics["prm"] is None and metrics["left_out"]["prm"]
     online = {r["method"]: r for r in metrics["online"]}
     assert {"generate_all", "none", "q_goal", "random"} <= set(online)
+    # smoke.yaml's online.methods leaves the token-reward methods out of the online runs, not out of the notebook
+    assert not {"token_reward_goal", "token_reward_baseline"} & set(online)
+    assert {"token_reward_goal", "token_reward_baseline"} <= {r["method"] for r in metrics["rows"]}
     for m in ("q_goal", "q_baseline", "random"):
         # online pruning never generates more than generating everything, and prunes what offline pruned
         assert online[m]["policy_tokens"] <= online["none"]["policy_tokens"]

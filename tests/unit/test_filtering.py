@@ -32,6 +32,7 @@ from gcrm_kit.filtering import (
     vote_credit,
     weighted_credit,
 )
+from gcrm_kit.filtering.online import evaluate_online
 from gcrm_kit.params import FilteringParams, ParamsError, RewardModelSpec, RMTrainingParams, dump_yaml, from_dict
 
 
@@ -193,6 +194,10 @@ def test_filtering_params_validation():
     with pytest.raises(ParamsError, match="device: expected one of auto, cpu, cuda or cuda:<index>, got 'gpu'"):
         from_dict(FilteringParams, {"device": "gpu"})
     assert from_dict(FilteringParams, {"device": "cuda:1"}).device == "cuda:1"
+    # a misspelt online method is named before anything is loaded (setup and samples are never read)
+    with pytest.raises(ParamsError, match=r"online.methods: unknown pruning method\(s\) \['q_gaol'\]"):
+        evaluate_online(from_dict(FilteringParams, {"online": {"methods": ["q_gaol", "q_goal"]}}), None,
+                        {"test": None}, None)
     assert FilteringParams().device == "auto"
 
 

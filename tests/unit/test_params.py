@@ -85,3 +85,23 @@ def test_params_class_names_are_unique():
     tree = ast.parse(Path(params.__file__).read_text())
     names = collections.Counter(n.name for n in tree.body if isinstance(n, ast.ClassDef))
     assert [n for n, k in names.items() if k > 1] == []
+
+
+def test_toy_is_full_with_only_its_sizes_trimmed():
+    # the main job (toy.yaml) runs the world, models and methods of full.yaml (the default sizes), smaller
+    trimmed = {"01_rm_training": {"training.epochs", "evaluation.n_questions"},
+               "02_representation_analysis": set(),
+               "03_filtering": {"n_validation_questions", "n_test_questions", "online.repeats", "online.methods"},
+               "04_steering": {"n_prompts"}}
+    for nb, keys in trimmed.items():
+        toy = to_dict(load_params(nb, ROOT / "params" / nb / "toy.yaml"))
+        full = to_dict(load_params(nb, ROOT / "params" / nb / "full.yaml"))
+        flat = {}
+        for name in set(toy) | set(full):
+            if isinstance(toy[name], dict):
+                flat.update({f"{name}.{k}": (toy[name][k], full[name][k]) for k in toy[name]})
+            else:
+                flat[name] = (toy[name], full[name])
+        changed = {k for k, (a, b) in flat.items() if a != b} - {"params_name", "rm_params"}
+        assert changed == keys, nb
+        assert toy.get("rm_params", "toy") == "toy" and full.get("rm_params", "full") == "full"

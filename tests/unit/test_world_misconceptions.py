@@ -178,8 +178,9 @@ def test_bad_misconception_rates_are_refused(tmp_path, rates, message):
     assert str(e.value) == f"{f}: {message}"
 
 
-def test_slips_params_are_a_short_diff_over_toy():
-    toy = to_dict(load_params("01_rm_training", ROOT / "params" / "01_rm_training" / "toy.yaml"))
+def test_slips_params_are_a_short_diff_over_full():
+    # slips.yaml is the default sizes (full.yaml) on the other world; toy.yaml the same world as full.yaml
+    toy = to_dict(load_params("01_rm_training", ROOT / "params" / "01_rm_training" / "full.yaml"))
     slips = to_dict(load_params("01_rm_training", ROOT / "params" / "01_rm_training" / "slips.yaml"))
     changed = {k for k in toy if toy[k] != slips[k]}
     assert changed == {"params_name", "world", "evaluation"}
