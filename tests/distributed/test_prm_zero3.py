@@ -2,9 +2,9 @@
 gloo with DeepSpeed ZeRO-3, the launcher the outcome models use. A run killed mid-way resumes from its last
 checkpoint and finishes, the checkpoint (weights gathered) loads with plain
 `transformers.AutoModelForTokenClassification`, its softmax at each step's separator is what the kit's reader
-(`prm_step_scores`) gives and what the partitioned model gave in training, and the killed-and-resumed 2-process model is the 1-process model trained without a break on the same data with the same
-global batch. The paper's launcher settings (the deepspeed launcher, gradient accumulation, gradient checkpointing)
-give that same model too."""
+(`prm_step_scores`) gives and what the partitioned model gave in training, and the killed-and-resumed 2-process model
+is the 1-process model trained without a break on the same data with the same global batch. The paper's launcher
+settings (the deepspeed launcher, gradient accumulation, gradient checkpointing) give that same model too."""
 
 import json
 from pathlib import Path
