@@ -33,7 +33,7 @@ from .data import Encoded, check_tokenizer, encode, pad_batch
 from .io import normal_permissions
 from .models import _load_kwargs, add_scoring_template, bnb_config, prepare_for_training, set_pad_token
 from .qvalues import TokenValues, char_to_token
-from .training import OpenPermissions
+from .training import OpenPermissions, window_means
 
 #: the class indices of the two labels: the probability of a step being right is softmax(logits)[..., RIGHT]
 WRONG, RIGHT = 0, 1
@@ -149,7 +149,8 @@ def step_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor
 
 
 class ProcessTrainer(Trainer):
-    """A Trainer whose loss is `step_loss` on `StepwiseCollator` batches; logs `step_accuracy` beside `loss`."""
+    """A Trainer whose loss is `step_loss` on `StepwiseCollator` batches; logs `step_accuracy` beside `loss` (the
+    mean over every process's batches since the last log, `training.window_means`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -170,8 +171,9 @@ class ProcessTrainer(Trainer):
             normal_permissions(output_dir or self.args.output_dir)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs and self._acc:
-            logs["step_accuracy"] = sum(self._acc) / len(self._acc)
+        if "loss" in logs:  # every process logs at the same steps, so the sum over processes can be taken here
+            reduce = (lambda t: self.accelerator.reduce(t, "sum")) if self.args.world_size > 1 else None
+            logs.update(window_means({"step_accuracy": self._acc}, reduce, self.args.device))
             self._acc.clear()
         super().log(logs, *args, **kwargs)
 

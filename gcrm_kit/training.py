@@ -328,3 +328,17 @@ def resume_checkpoint(output_dir: str | Path, save_only_model: bool = False) -> 
         _log.warning("resume: skipped %s (incomplete: %s; its save was cut off); no complete checkpoint in %s, "
                      "training starts from the beginning", s, "; ".join(why), output_dir)
     return None
+
+
+def window_means(window: dict[str, list[float]], sum_over_processes=None, device="cpu") -> dict[str, float]:
+    """The mean of each statistic logged over a logging window: `window` maps a name to this process's values (one
+    per training batch since the last log); `sum_over_processes` (tensor -> tensor, e.g. the accelerator's
+    all-reduce sum; None in one process) adds every process's sums and counts, so a launched run logs the mean
+    over all processes' batches, as one process trains them, not the main process's share alone. Every process
+    must call it at the same log (the sum is a collective). A name with no value anywhere is left out."""
+    names = sorted(window)
+    totals = torch.tensor([[sum(window[k]), len(window[k])] for k in names], dtype=torch.float64,
+                          device=device).reshape(-1, 2)
+    if sum_over_processes is not None and names:
+        totals = sum_over_processes(totals)
+    return {k: float(s / n) for k, (s, n) in zip(names, totals.cpu().tolist()) if n > 0}

@@ -8,18 +8,22 @@ if os.environ.get("GCRM_TEST_KILL_AT_STEP") and os.environ.get("LOCAL_RANK") is 
 
     from transformers import TrainerCallback
 
+    import gcrm_kit.prm as _prm
     import gcrm_kit.training as _training
 
     _step = int(os.environ["GCRM_TEST_KILL_AT_STEP"])
-    _init = _training.RewardTrainer.__init__
 
     class _Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if state.global_step == _step:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    def _init_with_kill(self, *a, **kw):
-        _init(self, *a, **kw)
-        self.add_callback(_Kill())
+    def _with_kill(init):
+        def _init_with_kill(self, *a, **kw):
+            init(self, *a, **kw)
+            self.add_callback(_Kill())
+        return _init_with_kill
 
-    _training.RewardTrainer.__init__ = _init_with_kill
+    # the outcome models' trainer and the process reward models'
+    _training.RewardTrainer.__init__ = _with_kill(_training.RewardTrainer.__init__)
+    _prm.ProcessTrainer.__init__ = _with_kill(_prm.ProcessTrainer.__init__)
