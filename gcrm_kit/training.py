@@ -168,8 +168,9 @@ class RewardTrainer(Trainer):
         return grm_regulariser(kind, lp[:B], lp[B:], n[:B], ref_c, ref_r, self.spec.grm_beta)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs and self._window:
-            logs.update({k: sum(v) / len(v) for k, v in self._window.items()})
+        if "loss" in logs and self._window:  # every process logs at the same steps with the same statistics
+            reduce = (lambda t: self.accelerator.reduce(t, "sum")) if self.args.world_size > 1 else None
+            logs.update(window_means(self._window, reduce, self.args.device))
             self._window.clear()
         super().log(logs, *args, **kwargs)
 
