@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from papermill.exceptions import PapermillExecutionError
-
 from .io import atomic_write_json, project_root
 from .params import load_params, to_dict
 from .runs import start_run
@@ -28,7 +26,7 @@ def run_notebook(notebook: str, params_name: str, run_dir: str | None = None, lo
 
     `params_name` is a params name or a YAML path (see `params_path`); `overrides` replaces top-level fields of the
     loaded params (e.g. ``{"output_root": ...}``) before the run folder is made."""
-    import papermill as pm
+    import papermill as pm  # only when a notebook is run (see failure_of)
 
     p = load_params(notebook, params_path(notebook, params_name))
     for key, value in (overrides or {}).items():
@@ -58,6 +56,10 @@ def run_notebook(notebook: str, params_name: str, run_dir: str | None = None, lo
 def failure_of(e: BaseException) -> dict:
     """The error of a failed execution, as the marker records it: the cell's error and its execution count when a
     cell raised, else the exception itself."""
+    # papermill (and nbformat, jsonschema) are imported only when a notebook is run: every notebook kernel imports
+    # this module through rm_runs, and the import would cost each of them about two seconds
+    from papermill.exceptions import PapermillExecutionError
+
     if isinstance(e, PapermillExecutionError):
         return {"error": f"{e.ename}: {e.evalue}", "cell": e.exec_count}
     return {"error": f"{type(e).__name__}: {str(e)[-2000:]}"}
