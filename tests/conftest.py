@@ -46,3 +46,29 @@ def tiny_policy_dir(tmp_path_factory, tokenizer):
     LlamaForCausalLM(cfg).save_pretrained(d)
     tokenizer.save_pretrained(d)
     return d
+
+
+@pytest.fixture
+def fake_rm_run():
+    """A maker of finished notebook-01 run folders as rm_runs reads them (params.resolved.yaml, metrics.json and each
+    model's rm_spec.json, no weights): `make(root, specs, params_name)` with `specs` a list of RewardModelSpec and
+    rm seeds 0 and 1; returns the run folder."""
+    import json
+
+    from gcrm_kit.params import RMTrainingParams, dump_yaml, from_dict
+
+    def make(root: Path, specs, params_name: str) -> Path:
+        run = root / "01_rm_training" / params_name / "run"
+        p01 = from_dict(RMTrainingParams, {"rm_seeds": [0, 1]})
+        p01.reward_models = list(specs)
+        run.mkdir(parents=True)
+        (run / "params.resolved.yaml").write_text(dump_yaml(p01))
+        (run / "metrics.json").write_text("{}")
+        for s in specs:
+            for k in p01.rm_seeds:
+                d = run / "reward_models" / f"{s.name}_seed{k}"
+                d.mkdir(parents=True)
+                (d / "rm_spec.json").write_text(json.dumps({"policy_dir": str(root / "policy")}))
+        return run
+
+    return make

@@ -103,7 +103,7 @@ def write_weights(src: Path, dest: Path, max_bytes: int = SHARD_BYTES) -> list[s
     for shard, names in split.filename_to_tensors.items():
         save_file({n: tensors[n].contiguous() for n in names}, dest / shard, metadata={"format": "pt"})
     atomic_write_json(dest / f"{WEIGHTS}.index.json",
-                      {"metadata": {**split.metadata}, "weight_map": split.tensor_to_filename})
+                      {"metadata": split.metadata, "weight_map": split.tensor_to_filename})
     return [*split.filename_to_tensors, f"{WEIGHTS}.index.json"]
 
 

@@ -5,28 +5,15 @@ score fell (every k tokens, or a step boundary), and dropping rows keeps the rem
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gcrm_kit.data import pad_ids
 from gcrm_kit.filtering import (PolicyStepper, RewardModelScorer, decode_pruned, generate_pruned, prune_positions,
                                 threshold_grid)
-from gcrm_kit.models import reward_model_from_policy
 
 pytestmark = pytest.mark.slow
 
 PROMPTS = ["1+2*3?", "4-5+6*7-1?", "9*9?", "3 plus 4 times 2?"] * 5
 GEN = dict(max_new_tokens=40, temperature=1.5, seed=3, suppress_tokens=["<s>", "<pad>", "<unk>"])
-
-
-@pytest.fixture(scope="module")
-def models(tiny_policy_dir):
-    policy = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_dir)
-    rm, _ = reward_model_from_policy(tiny_policy_dir, seed=0)
-    rm.eval()
-    torch.manual_seed(1)
-    goal = torch.randn(policy.config.hidden_size)
-    return policy, tokenizer, rm, goal
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,11 @@ online decisions equal the offline rule applied to the finished samples."""
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gcrm_kit.data import GenerationRecord, load_jsonl, save_jsonl
 from gcrm_kit.filtering import (CutScorer, RewardModelScorer, evaluate_offline, generate_pruned, make_sample_set,
                                 prune_positions, score_sample_set, split_generations, threshold_grid)
 from gcrm_kit.generation import sample_responses
-from gcrm_kit.models import reward_model_from_policy
 from gcrm_kit.params import FilteringParams, from_dict
 
 pytestmark = pytest.mark.slow
@@ -19,17 +16,6 @@ pytestmark = pytest.mark.slow
 PROMPTS = ["1+2*3?", "4-5+6*7-1?", "9*9?", "3 plus 4 times 2?"] * 5
 # an untrained model emits anything; special tokens would not survive decoding, which the offline side relies on
 GEN = dict(max_new_tokens=40, temperature=1.5, seed=3, suppress_tokens=["<s>", "<pad>", "<unk>"])
-
-
-@pytest.fixture(scope="module")
-def models(tiny_policy_dir):
-    policy = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_dir)
-    rm, _ = reward_model_from_policy(tiny_policy_dir, seed=0)
-    rm.eval()
-    torch.manual_seed(1)
-    goal = torch.randn(policy.config.hidden_size)
-    return policy, tokenizer, rm, goal
 
 
 @pytest.fixture(scope="module")

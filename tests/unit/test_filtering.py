@@ -33,7 +33,7 @@ from gcrm_kit.filtering import (
     weighted_credit,
 )
 from gcrm_kit.filtering.online import evaluate_online
-from gcrm_kit.params import FilteringParams, ParamsError, RewardModelSpec, RMTrainingParams, dump_yaml, from_dict
+from gcrm_kit.params import FilteringParams, ParamsError, RewardModelSpec, from_dict
 
 
 def rec(prompt, response, correct, answer):
@@ -309,28 +309,11 @@ def test_generations_file_without_answers_names_the_file_and_line(tmp_path, fake
     assert all(ss.length[0] == len(ss.records[0].response) + 1 for ss in out.values())  # finished by default
 
 
-def _fake_rm_run(tmp_path, names_weights):
-    """A finished notebook-01 run folder as rm_runs reads it: params, metrics.json and each model's rm_spec.json."""
-    import json
-
-    run = tmp_path / "01_rm_training" / "grm" / "run"
-    p01 = from_dict(RMTrainingParams, {"rm_seeds": [0, 1]})
-    p01.reward_models = [RewardModelSpec(name=n, contrastive_weight=w) for n, w in names_weights]
-    run.mkdir(parents=True)
-    (run / "params.resolved.yaml").write_text(dump_yaml(p01))
-    (run / "metrics.json").write_text("{}")
-    for n, _ in names_weights:
-        for k in p01.rm_seeds:
-            d = run / "reward_models" / f"{n}_seed{k}"
-            d.mkdir(parents=True)
-            (d / "rm_spec.json").write_text(json.dumps({"policy_dir": str(tmp_path / "policy")}))
-    return run
-
-
-def test_reward_models_are_chosen_by_role_or_name(tmp_path):
+def test_reward_models_are_chosen_by_role_or_name(tmp_path, fake_rm_run):
     """The defaults goal_conditioned / baseline are roles: a run naming its goal-conditioned model `contrastive`
     (params/01_rm_training/grm_comparison.yaml) works as is; two params meaning one model are an error."""
-    run = _fake_rm_run(tmp_path, [("baseline", 0.0), ("contrastive", 0.5)])
+    run = fake_rm_run(tmp_path, [RewardModelSpec(name="baseline"),
+                                 RewardModelSpec(name="contrastive", contrastive_weight=0.5)], "grm")
     setup = load_setup(from_dict(FilteringParams, {"rm_run": str(run)}))
     assert setup.names == {"goal": "contrastive", "baseline": "baseline"} and setup.rm_seeds == [0, 1]
     assert [d.name for d in setup.model_dirs["goal"]] == ["contrastive_seed0", "contrastive_seed1"]
@@ -343,8 +326,9 @@ def test_reward_models_are_chosen_by_role_or_name(tmp_path):
     with pytest.raises(ValueError, match="goal_rm='contrastive' and baseline_rm='goal_conditioned' both mean reward "
                                          "model 'contrastive' of .*run; name two different models"):
         load_setup(same)
+    bare = fake_rm_run(tmp_path / "b", [RewardModelSpec(name="baseline")], "grm")
     with pytest.raises(ValueError, match="no reward model named or of role 'goal_conditioned'"):
-        load_setup(from_dict(FilteringParams, {"rm_run": str(_fake_rm_run(tmp_path / "b", [("baseline", 0.0)]))}))
+        load_setup(from_dict(FilteringParams, {"rm_run": str(bare)}))
 
 
 def test_summary_over_rm_seeds_per_method():

@@ -2,8 +2,6 @@
 pruning rule on it (the first step below the threshold, tokens saved from that step's end), its threshold chosen on
 validation as the Q-values' is, its place on the compute frontier, and a run without a PRM."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,7 @@ from gcrm_kit.filtering.cost import Spend, checkpoint_params
 from gcrm_kit.filtering.frontier import _grids
 from gcrm_kit.filtering.frontier_inputs import FrontierInputs
 from gcrm_kit.filtering.prm_pruning import prm_sample_scores, step_signal
-from gcrm_kit.params import FilteringParams, RewardModelSpec, RMTrainingParams, dump_yaml, from_dict
+from gcrm_kit.params import FilteringParams, RewardModelSpec, from_dict
 from gcrm_kit.prm import prm_from_policy, prm_step_scores, step_positions
 
 RIGHT, WRONG = (0.9, 0.8), (0.3, 0.1)
@@ -111,28 +109,13 @@ def test_prm_sample_scores_are_prm_step_scores_at_the_step_ends(tiny_policy_dir,
     assert checkpoint_params(tiny_policy_dir, "process") > 0
 
 
-def _run(tmp_path, specs):
-    run = tmp_path / "01_rm_training" / "process" / "run"
-    p01 = from_dict(RMTrainingParams, {"rm_seeds": [0, 1]})
-    p01.reward_models = specs
-    run.mkdir(parents=True)
-    (run / "params.resolved.yaml").write_text(dump_yaml(p01))
-    (run / "metrics.json").write_text("{}")
-    for s in specs:
-        for k in p01.rm_seeds:
-            d = run / "reward_models" / f"{s.name}_seed{k}"
-            d.mkdir(parents=True)
-            (d / "rm_spec.json").write_text(json.dumps({"policy_dir": str(tmp_path / "policy")}))
-    return run
-
-
-def test_the_prm_is_chosen_by_role_and_left_out_with_a_reason(tmp_path):
+def test_the_prm_is_chosen_by_role_and_left_out_with_a_reason(tmp_path, fake_rm_run):
     outcome = [RewardModelSpec(name="baseline"), RewardModelSpec(name="goal_conditioned", contrastive_weight=0.5)]
-    run = _run(tmp_path / "a", outcome + [RewardModelSpec(name="steps", kind="process")])
+    run = fake_rm_run(tmp_path / "a", outcome + [RewardModelSpec(name="steps", kind="process")], "process")
     setup = load_setup(from_dict(FilteringParams, {"rm_run": str(run)}))
     assert setup.prm_name == "steps" and [d.name for d in setup.prm_dirs] == ["steps_seed0", "steps_seed1"]
     assert setup.left_out == {}
-    bare = load_setup(from_dict(FilteringParams, {"rm_run": str(_run(tmp_path / "b", outcome))}))
+    bare = load_setup(from_dict(FilteringParams, {"rm_run": str(fake_rm_run(tmp_path / "b", outcome, "process"))}))
     assert bare.prm_dirs == [] and bare.left_out["prm"].startswith("no reward model named or of role 'process'")
     off = load_setup(from_dict(FilteringParams, {"rm_run": str(run), "prm": ""}))
     assert off.prm_dirs == [] and off.left_out == {"prm": "prm is empty: no process reward model asked for"}
