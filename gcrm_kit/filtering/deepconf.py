@@ -11,7 +11,10 @@ confidence (mean C_i over a sliding window), a trace's lowest group confidence a
   confidences; every later trace stops at the first token whose group confidence (the window ending there; a trace
   shorter than the window is judged at its last token) falls below s, having generated the tokens up to that one,
   and does not vote. The warm-up traces and the traces never stopped vote, weighted by their lowest group
-  confidence. The replay is exact: the tokens and log-probabilities of a trace up to its stop are those it had.
+  confidence. With a consensus threshold tau (the paper's adaptive sampling, tau = 0.95 there), a question stops
+  drawing traces once the leading answer holds at least tau of the voting traces' weight, checked after the warm-up
+  and after every later trace; traces never drawn cost nothing. The replay is exact: the tokens and
+  log-probabilities of a trace up to its stop are those it had.
 
 Log-probabilities come from the records (an engine such as vLLM writes them: `confidence.record_logprobs`;
 `file_logprobs` names the file, line and key of a record without them) or from one forward pass of the policy that
@@ -128,21 +131,41 @@ def stop_position(conf: np.ndarray, window: int, threshold: float) -> int:
     return int(hit[0]) if len(hit) else -1
 
 
+def consensus_reached(answers: np.ndarray, weights: np.ndarray, tau: float) -> bool:
+    """Whether the leading answer holds at least `tau` of the total weight of the voting traces' `answers` (codes,
+    -1: no answer, which does not vote) and `weights`; False while no trace with an answer has voted."""
+    votes: dict[int, float] = {}
+    for a, w in zip(answers.tolist(), weights.tolist()):
+        if a >= 0:
+            votes[a] = votes.get(a, 0.0) + float(w)
+    total = sum(votes.values())
+    return total > 0 and max(votes.values()) >= tau * total
+
+
 def online_spend(ss: SampleSet, confs: list[np.ndarray], orders: list[np.ndarray], keep_percent: float, warmup: int,
-                 window: int) -> Spend:
+                 window: int, consensus: float | None = None) -> Spend:
     """The online replay (module docstring) over every question, traces drawn in `orders` (per question, sample
-    indices in draw order). Returns the spend; `weights` are the lowest group confidences."""
+    indices in draw order); `consensus`: the consensus threshold tau, None for no consensus stop (every trace is
+    drawn). Returns the spend; `weights` are the lowest group confidences."""
     S = len(confs)
     low = lowest_group(confs, window)
     generated = ss.length.copy()
     kept = np.ones(S, dtype=bool)
+    started = np.zeros(S, dtype=bool)
     for order in orders:
         warm, rest = order[:warmup], order[warmup:]
+        started[warm] = True
         threshold = float(np.percentile(low[warm], 100 - keep_percent))
+        voting = list(warm)
         for i in rest:
+            if consensus is not None and consensus_reached(ss.answer[voting], low[voting], consensus):
+                break
+            started[i] = True
             t = stop_position(confs[i], window, threshold)
             if t >= 0:
                 kept[i] = False
                 n_lp = len(confs[i])
                 generated[i] = t + 1 if n_lp == ss.length[i] else int(np.ceil((t + 1) * ss.length[i] / n_lp))
-    return Spend(np.ones(S, dtype=bool), generated, kept, weights=low)
+            else:
+                voting.append(i)
+    return Spend(started, np.where(started, generated, 0), kept & started, weights=low)

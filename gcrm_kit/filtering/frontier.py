@@ -33,7 +33,7 @@ from .speculative import rejection_spend
 from .voting import best_of_n_credit, vote_credit, weighted_credit
 
 SUMMARY_METRICS = ("accuracy", "share_compute_saved", "share_tokens_saved", "flops", "seconds_online",
-                   "seconds_flop_model")
+                   "seconds_flop_model", "share_seconds_saved")
 
 
 @dataclass
@@ -104,8 +104,10 @@ def _grids(p: FilteringParams, inp: FrontierInputs, samples: dict[str, SampleSet
         g["deepconf_offline_lowest"] = ("offline", etas, lambda s, v: offline_spend(
             samples[s], lowest_group(c[s], f.window), v))
         g["deepconf_offline_tail"] = ("offline", etas, lambda s, v: offline_spend(samples[s], tail(c[s], f.tail), v))
-        g["deepconf_online"] = ("replay", etas, lambda s, v: online_spend(
-            samples[s], c[s], orders[s], v, f.warmup_traces, f.window))
+        online = [(label, (e, None)) for label, e in etas] + [
+            (f"keep {e:g}%, consensus {t:g}", (e, t)) for e in f.keep_percents for t in f.consensus_thresholds]
+        g["deepconf_online"] = ("replay", online, lambda s, v: online_spend(
+            samples[s], c[s], orders[s], v[0], f.warmup_traces, f.window, consensus=v[1]))
     for which in REWARD_MODELS:
         g[f"speculative_{which}"] = (
             "replay", [(f"reject at {r}, keep {a:g}", (r, a)) for r, a in product(f.rejection_points,
@@ -225,6 +227,10 @@ def evaluate_frontier(p: FilteringParams, inp: FrontierInputs, samples: dict[str
         r["accuracy_unfiltered"] = unf["test"]["accuracy"]
         r["seconds_online"] = _seconds(online, r["method"], r["rm_seed"])
         r["seconds_flop_model"] = None if per_flop is None else r["flops"] * per_flop
+        # wall-clock saved against generating every sample in the same loop: what the online target compares with
+        # the compute saved
+        r["share_seconds_saved"] = (None if r["seconds_online"] is None or not none_s
+                                    else 1 - r["seconds_online"] / none_s)
     oracles, skipped = oracle_points(samples["test"], inp, tb)
     order = {m: i for i, m in enumerate(FRONTIER_ORDER)}
     chosen.sort(key=lambda r: (order.get(r["method"], len(order)), r["rm_seed"]))

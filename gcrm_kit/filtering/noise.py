@@ -31,8 +31,9 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def hashed_uniform(seed: int, uids: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
-    """Uniforms in (0, 1), shape (B, V), that depend only on (seed, uid of each row, step, token id).
+def hashed_uniform(seed: int, uids: torch.Tensor, step: int | torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Uniforms in (0, 1), shape (B, V), that depend only on (seed, uid of each row, step, token id); `step` is one
+    int or a (B,) long tensor of each row's own step.
 
     uids: (B,) integer sample ids in [0, 2**32). Returns float64 on the uids' device."""
     dev = uids.device
@@ -64,9 +65,10 @@ class PerSampleGumbel(LogitsProcessor):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         return self.noisy(scores, self.uids, input_ids.shape[1] - self.prompt_len)
 
-    def noisy(self, scores: torch.Tensor, uids: torch.Tensor, step: int) -> torch.Tensor:
+    def noisy(self, scores: torch.Tensor, uids: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
         """scores (B, V) of response token `step` of the samples `uids` (B,) -> scores / temperature + their Gumbel
-        noise, whose argmax is the sample (what a decoding loop without `generate` calls)."""
+        noise, whose argmax is the sample (what a decoding loop without `generate` calls). `step` may be a (B,)
+        long tensor, each row's own token index (rows that started at different times)."""
         u = hashed_uniform(self.seed, uids.to(scores.device), step, scores.shape[-1])
         gumbel = -torch.log(-torch.log(u))
         return scores / self.temperature + gumbel.to(scores.dtype)

@@ -1,12 +1,18 @@
-"""Early-stopping self-consistency and adaptive consistency run for real in the generation loop of section 7, on the
-test questions: samples are drawn in rounds (ESC: a window per question per round; adaptive consistency: one),
-all questions that are still drawing batched together, until each question's rule stops it; the policy tokens and
-the wall-clock are measured against generating every sample in the same loop (`sequential_online`).
+"""The methods that decide question by question whether to draw more samples, run for real in the generation loop of
+section 7 on the test questions, at each rm seed's setting chosen on validation: early-stopping self-consistency,
+adaptive consistency and (with the policy's confidences) DeepConf's online mode. Their policy tokens and wall-clock
+are measured against generating every sample in the same loop (`sequential_online`).
+
+With `online.loop` ``cached`` the samples are drawn on demand in one continuous batch (`continuous_decoding`): a
+question's next samples join the running batch as soon as its previous ones have finished. With ``chunked`` they
+are drawn in rounds (ESC: a window per question per round; the others: one), every question still drawing batched
+together, one `generate_pruned` call per round: each round waits for its slowest sample, and late rounds are small.
 
 A drawn sample is generated from its own id, so it is the recorded sample (checked token for token:
-`responses_match_offline`), and its answer is the recorded one; where each question stops is therefore
-`consistency.stop_counts` on the recorded answers, which decide from the samples drawn so far only. What the real
-run adds is the cost of drawing in rounds: small batches late on, one `generate` call per round.
+`responses_match_offline`), and its answer is the recorded one; where each question stops is therefore the
+replay's (`consistency.stop_counts`, `deepconf.online_spend`), which decides from the samples drawn so far only.
+DeepConf's traces stop where the replay's confidence stop put them: the loop does not recompute confidences, so the
+measured seconds leave out the top-k log-probabilities (a softmax and a top-k over the vocabulary per token).
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from ..device import resolve_device
 from ..params import FilteringParams
 from ..toyworld import MARK_CHARS
 from .consistency import orders_of, stop_counts
+from .continuous_decoding import DrawSchedule, decode_drawn
 from .decoding import generate_pruned
+from .deepconf import online_spend
 from .frontier import SUMMARY_METRICS, FrontierResult
+from .frontier_inputs import FrontierInputs
 from .samples import SampleSet, ends_with_eos
 from .setup import RMSetup
 
@@ -45,13 +54,41 @@ def draw_rounds(counts: list[int], orders: list[np.ndarray], step: int) -> list[
     return rounds
 
 
-def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet], frontier: FrontierResult
-                      ) -> list[dict]:
-    """ESC and adaptive consistency at each rm seed's setting chosen on validation (`frontier.chosen`), run in
-    rounds on the test questions with the online loop's settings (`online.chunk_size`, `online.batch_size`), each
-    `online.repeats` times interleaved with the reference ``none`` (every sample in one pass of the same loop); the
-    fastest repeat is reported. Rows: method, rm_seed, setting, rounds, policy_tokens, seconds, seconds_all,
-    share_tokens_saved and share_seconds_saved against the reference, responses_match_offline."""
+def schedules(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet], frontier: FrontierResult,
+              inputs: FrontierInputs | None = None) -> dict[tuple, tuple[str, DrawSchedule]]:
+    """{(method, rm_seed): (setting, DrawSchedule on the test samples)} for the reference ``none`` (every sample at
+    once) and every chosen operating point of a sequential method; DeepConf's only when `inputs` has confidences
+    (its traces stopped by their confidence get a token limit)."""
+    test = samples["test"]
+    every = [np.flatnonzero(test.question == q) for q in range(test.n_questions)]
+    out = {("none", None): ("all samples", DrawSchedule(every, [len(o) for o in every], p.samples_per_question))}
+    for r in frontier.chosen:
+        m = r["method"]
+        if m not in RULES and not (m == "deepconf_online" and inputs is not None and inputs.confidences):
+            continue
+        v = r["setting_value"]
+        orders = orders_of(samples, p.seed, setup.rm_seeds.index(r["rm_seed"]))["test"]
+        if m in RULES:
+            sched = DrawSchedule(orders, stop_counts(test, orders, RULES[m], v), int(v) if m == "esc" else 1)
+        else:
+            f = p.frontier
+            spend = online_spend(test, inputs.confidences["test"], orders, v[0], f.warmup_traces, f.window,
+                                 consensus=v[1])
+            cut = np.flatnonzero(spend.started & (spend.generated < test.length))  # stopped by confidence
+            limits = {int(i): int(spend.generated[i]) for i in cut}
+            sched = DrawSchedule(orders, [int(spend.started[o].sum()) for o in orders], 1, first=f.warmup_traces,
+                                 limits=limits)
+        out[(m, r["rm_seed"])] = (r["setting"], sched)
+    return out
+
+
+def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet], frontier: FrontierResult,
+                      inputs: FrontierInputs | None = None) -> list[dict]:
+    """The sequential methods at their chosen settings (`schedules`), each run `online.repeats` times interleaved
+    with the reference ``none`` in the loop `online.loop` names (module docstring), with `online.batch_size` rows
+    (and `online.chunk_size` tokens per call in the chunked loop); the fastest repeat is reported. Rows: method,
+    rm_seed, setting, loop, calls (prefills, or rounds), policy_tokens, seconds, seconds_all, share_tokens_saved and
+    share_seconds_saved against the reference, responses_match_offline."""
     test, o = samples["test"], p.online
     policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(resolve_device(p.device))
     tokenizer = AutoTokenizer.from_pretrained(setup.policy_dir)
@@ -59,43 +96,46 @@ def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sam
     expected = [tokenizer(r.response, add_special_tokens=False)["input_ids"]
                 + ([tokenizer.eos_token_id] if ends_with_eos(r) else []) for r in test.records]
     common = dict(max_new_tokens=p.max_new_tokens, temperature=p.temperature, seed=p.seed, batch_size=o.batch_size,
-                  suppress_tokens=list(MARK_CHARS), skip_tokens=p.skip_tokens, chunk_size=o.chunk_size)
-    jobs = {("none", None): ("all samples", [list(range(len(uids)))])}
-    for r in frontier.chosen:
-        if r["method"] in RULES:
-            si = setup.rm_seeds.index(r["rm_seed"])
-            orders = orders_of(samples, p.seed, si)["test"]
-            counts = stop_counts(test, orders, RULES[r["method"]], r["setting_value"])
-            step = int(r["setting_value"]) if r["method"] == "esc" else 1
-            jobs[(r["method"], r["rm_seed"])] = (r["setting"], draw_rounds(counts, orders, step))
-    seconds = {j: [] for j in jobs}
-    tokens, match = {}, {}
+                  suppress_tokens=list(MARK_CHARS))
+    jobs = schedules(p, setup, samples, frontier, inputs if o.loop == "cached" else None)  # rounds cannot cut traces
+    seconds: dict[tuple, list[float]] = {j: [] for j in jobs}
+    tokens, match, calls = {}, {}, {}
     for _ in range(o.repeats):
-        for job, (_, rounds) in jobs.items():
-            total, n_tok, same = 0.0, 0, []
-            for take in rounds:
-                gen = generate_pruned(policy, tokenizer, [prompts[i] for i in take], [uids[i] for i in take],
-                                      desc=f"online {job[0]}", **common)
-                total += gen.seconds
-                n_tok += gen.policy_tokens
-                same += [ids == expected[i] for ids, i in zip(gen.response_ids, take)]
+        for job, (_, template) in jobs.items():
+            sched = DrawSchedule(template.orders, template.counts, template.step, template.first, template.limits)
+            if o.loop == "cached":
+                gen = decode_drawn(policy, tokenizer, prompts, uids, sched, desc=f"online {job[0]}", **common)
+                got, total, n_tok, n_calls = gen.response_ids, gen.seconds, gen.policy_tokens, gen.prefills
+            else:
+                got, total, n_tok, rounds = {}, 0.0, 0, draw_rounds(sched.counts, sched.orders, sched.step)
+                for take in rounds:
+                    g = generate_pruned(policy, tokenizer, [prompts[i] for i in take], [uids[i] for i in take],
+                                        skip_tokens=p.skip_tokens, chunk_size=o.chunk_size, desc=f"online {job[0]}",
+                                        **common)
+                    got.update(zip(take, g.response_ids))
+                    total, n_tok = total + g.seconds, n_tok + g.policy_tokens
+                n_calls = len(rounds)
             seconds[job].append(total)
-            tokens[job], match[job] = n_tok, float(np.mean(same))
+            tokens[job], calls[job] = n_tok, n_calls
+            match[job] = float(np.mean([ids == expected[i][:sched.limits.get(i, len(expected[i]))]
+                                        for i, ids in got.items()]))
     ref_s, ref_tok = min(seconds[("none", None)]), tokens[("none", None)]
-    return [{"method": m, "rm_seed": seed, "setting": setting, "rounds": len(rounds),
+    return [{"method": m, "rm_seed": seed, "setting": setting, "loop": o.loop, "calls": calls[(m, seed)],
              "policy_tokens": tokens[(m, seed)], "seconds": min(seconds[(m, seed)]), "seconds_all": seconds[(m, seed)],
              "share_tokens_saved": 1 - tokens[(m, seed)] / ref_tok,
              "share_seconds_saved": 1 - min(seconds[(m, seed)]) / ref_s, "responses_match_offline": match[(m, seed)]}
-            for (m, seed), (setting, rounds) in jobs.items()]
+            for (m, seed), (setting, _) in jobs.items()]
 
 
 def attach_online(result: FrontierResult, rows: list[dict]) -> FrontierResult:
     """`result` with the seconds of `rows` (from `sequential_online`) as `seconds_online` of the matching chosen
-    rows (method, rm seed), their mode `online`, and its summary recomputed; the rows are kept in `online`."""
+    rows (method, rm seed), and the share of seconds they saved against their own loop's reference as
+    `share_seconds_saved`, their mode `online`, and its summary recomputed; the rows are kept in `online`."""
     by = {(r["method"], r["rm_seed"]): r for r in rows}
     for r in result.chosen:
         if (r["method"], r["rm_seed"]) in by:
             r["seconds_online"] = by[(r["method"], r["rm_seed"])]["seconds"]
+            r["share_seconds_saved"] = by[(r["method"], r["rm_seed"])]["share_seconds_saved"]  # its own loop's
             r["mode"] = "online"
     result.summary = evaluation.summarise_over_seeds(result.chosen, ["method"], SUMMARY_METRICS)
     result.online = rows

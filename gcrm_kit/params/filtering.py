@@ -69,6 +69,10 @@ class FrontierParams:
     is the (100 - eta)th percentile of the warm-up traces' lowest group confidence"""
     warmup_traces: int = 2
     """DeepConf online: traces per question generated in full to set the stopping threshold"""
+    consensus_thresholds: list[float] = field(default_factory=lambda: [0.95])
+    """DeepConf online's consensus stop (tau; the paper's 0.95): a question stops drawing traces once its leading
+    answer holds this share of the voting traces' confidence weight. Each eta of `keep_percents` is tried with each
+    tau and with no consensus stop (every trace drawn); empty: no consensus stop"""
     rejection_points: list[int] = field(default_factory=lambda: [8, 16, 32])
     """speculative rejection: response tokens after which partial samples are scored and the best kept"""
     keep_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
@@ -197,6 +201,8 @@ class FilteringParams:
             raise ParamsError("frontier.logprob_top_k, window, tail, warmup_traces and probe_positions must be >= 1")
         if not f.keep_percents or any(not 0 < e <= 100 for e in f.keep_percents):
             raise ParamsError(f"frontier.keep_percents: need values in (0, 100], got {f.keep_percents}")
+        if any(not 0 < t <= 1 for t in f.consensus_thresholds):
+            raise ParamsError(f"frontier.consensus_thresholds: need shares in (0, 1], got {f.consensus_thresholds}")
         if not f.keep_fractions or any(not 0 < a <= 1 for a in f.keep_fractions):
             raise ParamsError(f"frontier.keep_fractions: need values in (0, 1], got {f.keep_fractions}")
         if not f.rejection_points or min(f.rejection_points) < 0:

@@ -244,10 +244,16 @@ def _check_filtering(metrics, run):
     assert set(fr["target"]["methods_meeting_target"]) <= chosen
     assert (run / "figures" / "compute_frontier.json").is_file()
     drawn = {r["method"]: r for r in fr["online"]}
-    assert {"none", "esc", "adaptive_consistency"} <= set(drawn)
+    assert {"none", "esc", "adaptive_consistency", "deepconf_online"} <= set(drawn)
     for r in drawn.values():
-        # drawing in rounds regenerates the recorded samples, never more tokens than all of them
+        # drawing on demand regenerates the recorded samples (DeepConf's up to their stop), never more tokens than
+        # all of them, in the continuous batch of the cached loop
         assert r["responses_match_offline"] == 1.0 and r["policy_tokens"] <= drawn["none"]["policy_tokens"]
+        assert r["loop"] == "cached" and r["calls"] >= 1
+    by_seed = {(r["method"], r["rm_seed"]): r for r in fr["online"]}
+    for r in fr["chosen"]:
+        if (r["method"], r["rm_seed"]) in by_seed:  # its wall-clock saved is its own loop's
+            assert r["share_seconds_saved"] == by_seed[(r["method"], r["rm_seed"])]["share_seconds_saved"]
     _check_world_bounds(metrics["world_bounds"], ["test"])
     test = metrics["world_bounds"]["test"]  # the samples the methods used
     assert (test["n_samples"], test["share_correct"]) == (metrics["samples"]["test"]["samples"],

@@ -276,3 +276,35 @@ def test_sequential_methods_draw_in_rounds_until_their_count():
     # one at a time (adaptive consistency): question 0 stops after 1, question 1 after 3
     assert draw_rounds([1, 3], orders, 1) == [[2, 5], [4], [6]]
     assert draw_rounds([0, 0], orders, 1) == []
+
+
+def test_deepconf_online_consensus_stops_drawing_once_the_leader_holds_tau(tokenizer):
+    # one question, five traces in draw order: answers 5, 5, 3, 5, 5, every trace confident (no trace is stopped)
+    recs = [rec("1+4?", r, a == "5", a) for r, a in
+            [("A:5", "5"), ("A:5", "5"), ("A:3", "3"), ("A:5", "5"), ("A:5", "5")]]
+    ss = make_sample_set("t", recs, tokenizer)
+    confs = [np.full(n, w) for n, w in zip(ss.length, [2.0, 2.0, 3.0, 2.0, 2.0])]
+    order = [np.arange(5)]
+    never = online_spend(ss, confs, order, 100, warmup=2, window=2)
+    assert never.started.all() and never.kept.all()
+    # after the warm-up 5 holds all the weight (4 of 4): tau 0.95 stops there, the other three are never drawn
+    s = online_spend(ss, confs, order, 100, warmup=2, window=2, consensus=0.95)
+    assert s.started.tolist() == [True, True, False, False, False] and s.generated.tolist()[2:] == [0, 0, 0]
+    assert not s.kept[2:].any()
+    # one warm-up trace holds all the weight: any tau is met at once, whatever its answer
+    s = online_spend(ss, confs, [np.array([2, 0, 1, 3, 4])], 100, warmup=1, window=2, consensus=0.5)
+    assert s.started.tolist() == [False, False, True, False, False]
+    # warm-up 5, 5 then 3: 4 of 7 = 0.57 < 0.6 after the 3, so the fourth trace is drawn; 6 of 9 = 0.67 stops
+    s = online_spend(ss, confs, [np.array([0, 1, 2, 3, 4])], 100, warmup=3, window=2, consensus=0.6)
+    assert s.started.tolist() == [True, True, True, True, False]
+    # a trace stopped by its confidence does not vote, so it cannot make the consensus
+    low = [np.full(n, w) for n, w in zip(ss.length, [2.0, 2.0, 0.5, 0.5, 2.0])]
+    s = online_spend(ss, low, [np.array([0, 2, 3, 1, 4])], 50, warmup=2, window=2, consensus=0.95)
+    # warm-up 5 (2) and 3 (0.5): 0.8 < 0.95; trace 3 falls below the median 1.25 and stops; trace 1 votes 5: 4 / 4.5
+    # = 0.89; trace 4 votes 5: 6 / 6.5 = 0.92; every trace drawn
+    assert s.started.all() and s.kept.tolist() == [True, True, True, False, True]
+
+
+def test_deepconf_consensus_thresholds_are_checked():
+    with pytest.raises(ParamsError, match="consensus_thresholds"):
+        from_dict(FilteringParams, {"frontier": {"consensus_thresholds": [1.5]}}).validate()
