@@ -105,3 +105,11 @@ def test_toy_is_full_with_only_its_sizes_trimmed():
         changed = {k for k, (a, b) in flat.items() if a != b} - {"params_name", "rm_params"}
         assert changed == keys, nb
         assert toy.get("rm_params", "toy") == "toy" and full.get("rm_params", "full") == "full"
+
+
+def test_the_budget_sweep_changes_only_the_samples_per_question():
+    nb = "03_filtering"
+    runs = {n: to_dict(load_params(nb, ROOT / "params" / nb / f"budget{n}.yaml")) for n in (8, 16, 32)}
+    assert {n: r.pop("samples_per_question") for n, r in runs.items()} == {8: 8, 16: 16, 32: 32}
+    names = {r.pop("params_name") for r in runs.values()}
+    assert names == {"budget8", "budget16", "budget32"} and runs[8] == runs[16] == runs[32]
