@@ -53,6 +53,10 @@ class DrawSchedule:
         self.drawn = [0] * len(self.orders)
         self.running = [0] * len(self.orders)
 
+    def fresh(self) -> "DrawSchedule":
+        """The same schedule with nothing drawn yet (a schedule is used up by one run)."""
+        return DrawSchedule(self.orders, self.counts, self.step, self.first, self.limits)
+
     @property
     def total(self) -> int:
         """Samples drawn in all."""

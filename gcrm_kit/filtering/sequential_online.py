@@ -102,7 +102,7 @@ def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sam
     tokens, match, calls = {}, {}, {}
     for _ in range(o.repeats):
         for job, (_, template) in jobs.items():
-            sched = DrawSchedule(template.orders, template.counts, template.step, template.first, template.limits)
+            sched = template.fresh()
             if o.loop == "cached":
                 gen = decode_drawn(policy, tokenizer, prompts, uids, sched, desc=f"online {job[0]}", **common)
                 got, total, n_tok, n_calls = gen.response_ids, gen.seconds, gen.policy_tokens, gen.prefills
