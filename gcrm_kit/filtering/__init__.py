@@ -29,7 +29,8 @@ The notebook's steps, in its order, one file each:
   consistency.py (ESC, adaptive consistency), probe.py (the field's early-stopping methods, each on the same
   samples), operating.py (one operating point's accuracy and cost, the choice on validation), frontier_inputs.py
   (`prepare_frontier`), frontier.py (`evaluate_frontier`), frontier_tables.py, sequential_online.py (ESC and adaptive
-  consistency run for real in the generation loop);
+  consistency run for real in the generation loop), continuous_decoding.py (drawing on demand in one continuous
+  batch), order_spread.py (the sequential methods over many draw orders);
 - report.py: summary over rm seeds, tables, metrics.json (`write_metrics`), figures; `finish` saves them all;
 - figures.py: the frontier, Q-value traces and online-cost figures;
 - methods.py: the methods' names and the two sets.
@@ -42,7 +43,8 @@ from .cost import Spend, checkpoint_params, count_params, flops
 from .figures import compute_frontier, filtering_frontier, online_cost, qvalue_traces, trace_figure
 from .frontier import FrontierResult, evaluate_frontier
 from .frontier_inputs import FrontierInputs, prepare_frontier
-from .frontier_tables import frontier_seed_table, frontier_table, oracle_table
+from .frontier_tables import frontier_seed_table, frontier_table, oracle_table, order_spread_table
+from .order_spread import order_spread
 from .sequential_online import attach_online, sequential_online
 from .methods import FRONTIER_ORDER, METHOD_ORDER, PRUNING, RANDOM_MATCHED_TO, REWARD_MODELS, SETS
 from .noise import PerSampleGumbel, hashed_uniform
@@ -67,7 +69,7 @@ __all__ = [
     "decode_pruned", "ends_with_eos", "evaluate_frontier", "evaluate_offline", "evaluate_online", "evaluate_pruning",
     "filtering_frontier", "finish", "first_below", "flops", "frontier_seed_table", "frontier_table",
     "generate_pruned", "hashed_uniform", "load_setup", "make_sample_set", "min_after", "online_cost",
-    "online_possible", "online_table", "oracle_table", "per_question_table", "prepare_frontier", "prune_positions",
+    "online_possible", "online_table", "oracle_table", "order_spread", "order_spread_table", "per_question_table", "prepare_frontier", "prune_positions",
     "pruning_statistics", "qvalue_traces", "random_matched", "results_table", "sample_real", "sample_summary",
     "sample_toy", "save_figures", "score_all", "score_sample_set", "sequential_online", "signal_auroc",
     "signal_table", "split_generations", "statistics_table", "summarise", "threshold_grid", "toy_questions",

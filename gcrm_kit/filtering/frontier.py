@@ -53,11 +53,14 @@ class FrontierResult:
     """the cost model's parameter counts and what it counts"""
     online: list[dict] = field(default_factory=list)
     """runs of the sequential methods in the generation loop (`sequential_online`), when made"""
+    order_spread: list[dict] = field(default_factory=list)
+    """the sequential methods replayed over many draw orders (`order_spread.order_spread`), when made"""
 
     def as_dict(self) -> dict:
         """A JSON-able dict for metrics.json."""
         return {"cost": self.cost, "target": self.target, "skipped": self.skipped, "summary": self.summary,
-                "chosen": self.chosen, "oracles": self.oracles, "online": self.online, "points": self.points}
+                "chosen": self.chosen, "oracles": self.oracles, "online": self.online,
+                "order_spread": self.order_spread, "points": self.points}
 
 
 def pruning_spend(ss: SampleSet, prune_at: np.ndarray, prompts: np.ndarray, scorer_params: float, tie_break: str,

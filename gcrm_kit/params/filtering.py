@@ -82,6 +82,10 @@ class FrontierParams:
     adaptive_thresholds: list[float] = field(default_factory=lambda: [0.6, 0.75, 0.9, 0.95, 0.99])
     """adaptive consistency: drawing stops once the Beta posterior puts the leading answer ahead of the runner-up
     with at least this probability"""
+    order_repeats: int = 100
+    """draw orders over which ESC, adaptive consistency and DeepConf online are replayed on test at the setting
+    validation chose, for their accuracy and compute saved in expectation over the order (`order_spread`); 0: not
+    replayed"""
     probe_layer: int = -1
     """the policy's hidden layer the probe reads (-1: the last)"""
     probe_train_pairs: int = 512
@@ -209,6 +213,8 @@ class FilteringParams:
             raise ParamsError(f"frontier.rejection_points: need token counts >= 0, got {f.rejection_points}")
         if not f.esc_windows or min(f.esc_windows) < 1:
             raise ParamsError(f"frontier.esc_windows: need window sizes >= 1, got {f.esc_windows}")
+        if f.order_repeats < 0:
+            raise ParamsError(f"frontier.order_repeats: need a count >= 0, got {f.order_repeats}")
         if not f.adaptive_thresholds or any(not 0.5 <= c < 1 for c in f.adaptive_thresholds):
             raise ParamsError(f"frontier.adaptive_thresholds: need probabilities in [0.5, 1), got "
                               f"{f.adaptive_thresholds}")

@@ -254,6 +254,9 @@ def _check_filtering(metrics, run):
     for r in fr["chosen"]:
         if (r["method"], r["rm_seed"]) in by_seed:  # its wall-clock saved is its own loop's
             assert r["share_seconds_saved"] == by_seed[(r["method"], r["rm_seed"])]["share_seconds_saved"]
+    spread = {r["method"]: r for r in fr["order_spread"]}  # replayed over the smoke params' draw orders
+    assert set(spread) == {"esc", "adaptive_consistency", "deepconf_online"}
+    assert all(r["repeats"] == 5 and 1 <= r["samples_per_question"] <= 4 for r in spread.values())
     _check_world_bounds(metrics["world_bounds"], ["test"])
     test = metrics["world_bounds"]["test"]  # the samples the methods used
     assert (test["n_samples"], test["share_correct"]) == (metrics["samples"]["test"]["samples"],

@@ -308,3 +308,47 @@ def test_deepconf_online_consensus_stops_drawing_once_the_leader_holds_tau(token
 def test_deepconf_consensus_thresholds_are_checked():
     with pytest.raises(ParamsError, match="consensus_thresholds"):
         from_dict(FilteringParams, {"frontier": {"consensus_thresholds": [1.5]}}).validate()
+
+
+def test_order_spread_replays_the_chosen_setting_over_fresh_draw_orders(tokenizer):
+    from gcrm_kit.filtering import SampleScores, evaluate_offline, order_spread, order_spread_table, vote_credit
+    from gcrm_kit.filtering.consistency import draw_orders
+    from gcrm_kit.filtering.frontier import evaluate_frontier
+
+    def question(prompt, answers, right):
+        return [rec(prompt, f"A:{a}{'x' * k}", a == right, str(a)) for k, a in enumerate(answers)]
+    val = make_sample_set("validation", question("1+4?", [5] * 4, 5) + question("2+5?", [7] * 4, 7), tokenizer)
+    test = make_sample_set("test", question("1+4?", [5, 3, 5, 3], 5) + question("2+5?", [7, 1, 7, 7], 7),
+                           tokenizer)
+    samples = {"validation": val, "test": test}
+
+    def sc(ss):
+        x = np.where(np.arange(ss.length.max())[None, :] < ss.length[:, None], 0.5, np.nan).astype(np.float32)
+        return SampleScores(x, x, np.zeros(len(ss.length), dtype=np.float32))
+    scores = {(w, si): {s: sc(ss) for s, ss in samples.items()} for w in ("goal", "baseline") for si in (0, 1)}
+    p = from_dict(FilteringParams, {"threshold_quantiles": [0.0, 1.0], "random_repeats": 1, "frontier": {
+        "esc_windows": [2], "adaptive_thresholds": [0.75], "rejection_points": [1], "keep_fractions": [1.0],
+        "order_repeats": 400}})
+    off = evaluate_offline(p, samples, scores, [0, 1])
+    inp = FrontierInputs({s: prompt_tokens(ss.records, tokenizer) for s, ss in samples.items()}, 1.0,
+                         {"goal": 1.0, "baseline": 1.0}, tokenizer)
+    fr = evaluate_frontier(p, inp, samples, scores, off, [], [0, 1])
+    rows = {r["method"]: r for r in order_spread(p, inp, samples, fr)}
+    assert set(rows) == {"esc", "adaptive_consistency"}  # no confidences: no DeepConf
+    esc, ada = rows["esc"], rows["adaptive_consistency"]
+    assert esc["rm_seeds"] == [0, 1] and esc["repeats"] == 400 and esc["setting"] == "window 2"
+    # the mean is over orders of its own, recomputed here
+    orders = [draw_orders(test, [p.seed, 11, j]) for j in range(400)]
+    accs = [np.mean(vote_credit(test, sequential_spend(test, o, "esc", 2).kept)) for o in orders]
+    assert esc["accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert esc["accuracy_se"] == pytest.approx(np.std(accs, ddof=1) / 20)
+    assert esc["accuracy_unfiltered"] == 0.75 and esc["accuracy_drop"] == pytest.approx(0.75 - np.mean(accs))
+    # adaptive consistency at 0.75 votes with each question's first drawn sample alone: in expectation over
+    # orders (1/2 + 3/4) / 2 = 0.625, and exactly the vote of the first K = 1 samples, order by order
+    assert ada["samples_per_question"] == 1.0 and ada["prefix_k"] == 1
+    assert ada["prefix_accuracy_mean"] == ada["accuracy_mean"] and ada["prefix_accuracy_sd"] == ada["accuracy_sd"]
+    assert abs(ada["accuracy_mean"] - 0.625) < 4 * ada["accuracy_se"] and ada["accuracy_sd"] > 0.2
+    assert ada["within_drop"] is False and ada["share_compute_saved_mean"] > 0.5
+    assert order_spread_table(list(rows.values())).loc[("esc", "window 2"), "rm seeds"] == "0, 1"
+    p.frontier.order_repeats = 0
+    assert order_spread(p, inp, samples, fr) == []
