@@ -8,7 +8,9 @@ demand costs per token. Not collected by pytest.
 
 Each configuration is timed `--repeats` times, interleaved with the batch loop; the fastest seconds are reported.
 `--admit`: the values of `admit_min` tried (free rows before waiting samples join the batch). Without
-`--policy-dir`, a random policy of the toy size (lengths then random: machinery only).
+`--policy-dir`, a random policy of the toy size (lengths then random: machinery only). One more, untimed call of each
+loop counts the key/value columns a row attends per decoding step (`columns_per_row_step`): a dense left-padded
+cache makes every row of a step attend as many columns as the longest live row holds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gcrm_kit.filtering import decode_pruned  # noqa: E402
+from gcrm_kit.filtering import PolicyStepper, decode_pruned  # noqa: E402
 from gcrm_kit.filtering.continuous_decoding import DrawSchedule, decode_drawn  # noqa: E402
 
 
@@ -40,6 +42,24 @@ def load_policy(policy_dir: str | None):
 
     tokenizer = build_tokenizer()
     return LlamaForCausalLM(llama_config(tokenizer)), tokenizer
+
+
+def columns_per_row_step(run) -> float:
+    """Mean key/value columns each row attends per decoding step over one call of `run` (PolicyStepper.step is
+    wrapped to count them for that call only)."""
+    seen = [0, 0]
+    step = PolicyStepper.step
+
+    def counting(self, tok):
+        seen[0] += len(tok) * (self.att.shape[1] + 1)  # the cache plus the new token
+        seen[1] += len(tok)
+        return step(self, tok)
+    PolicyStepper.step = counting
+    try:
+        run()
+    finally:
+        PolicyStepper.step = step
+    return seen[0] / max(seen[1], 1)
 
 
 def main(argv=None) -> dict:
@@ -79,6 +99,12 @@ def main(argv=None) -> dict:
     out = {"samples": len(prompts), "policy_tokens": tokens, "threads": torch.get_num_threads(),
            "seconds": {k: min(v) for k, v in times.items()}, "seconds_all": times, "same_samples": same}
     out["ratio_to_batch"] = {k: v / out["seconds"]["batch"] for k, v in out["seconds"].items()}
+    out["columns_per_row_step"] = {"batch": columns_per_row_step(
+        lambda: decode_pruned(policy, tokenizer, prompts, uids, desc="batch", **common))}
+    for a in admits:
+        out["columns_per_row_step"][f"on_demand@{a}"] = columns_per_row_step(lambda: decode_drawn(
+            policy, tokenizer, prompts, uids, DrawSchedule([np.arange(len(prompts))], [len(prompts)], len(prompts)),
+            admit_min=a, desc=f"on demand {a}", **common))
     print(json.dumps(out, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
