@@ -231,13 +231,14 @@ def test_frontier_params_are_checked():
     assert from_dict(FilteringParams, {"frontier": {"scorer_params": 1000}}).frontier.scorer_params == 1000
 
 
-def test_frontier_reports_on_test_the_setting_chosen_on_validation(tokenizer):
+def two_question_frontier(tokenizer, frontier: dict, rm_seeds: list[int]):
+    """Two questions of four samples with flat scores: on validation every sample of a question agrees (stopping
+    early loses nothing), on test they disagree. Returns (params, samples, inputs, frontier result)."""
     from gcrm_kit.filtering import SampleScores, evaluate_offline
     from gcrm_kit.filtering.frontier import evaluate_frontier
 
     def question(prompt, answers, right):
         return [rec(prompt, f"A:{a}{'x' * k}", a == right, str(a)) for k, a in enumerate(answers)]
-    # validation: every sample of a question agrees, so stopping early loses nothing; test: they disagree
     val = make_sample_set("validation", question("1+4?", [5] * 4, 5) + question("2+5?", [7] * 4, 7), tokenizer)
     test = make_sample_set("test", question("1+4?", [5, 3, 5, 3], 5) + question("2+5?", [7, 1, 7, 7], 7),
                            tokenizer)
@@ -246,13 +247,17 @@ def test_frontier_reports_on_test_the_setting_chosen_on_validation(tokenizer):
     def sc(ss):
         x = np.where(np.arange(ss.length.max())[None, :] < ss.length[:, None], 0.5, np.nan).astype(np.float32)
         return SampleScores(x, x, np.zeros(len(ss.length), dtype=np.float32))
-    scores = {(w, 0): {s: sc(ss) for s, ss in samples.items()} for w in ("goal", "baseline")}
+    scores = {(w, si): {s: sc(ss) for s, ss in samples.items()} for w in ("goal", "baseline") for si in rm_seeds}
     p = from_dict(FilteringParams, {"threshold_quantiles": [0.0, 1.0], "random_repeats": 1, "frontier": {
-        "esc_windows": [4, 2], "adaptive_thresholds": [0.95, 0.75], "rejection_points": [1], "keep_fractions": [1.0]}})
-    off = evaluate_offline(p, samples, scores, [0])
+        "rejection_points": [1], "keep_fractions": [1.0], **frontier}})
+    off = evaluate_offline(p, samples, scores, rm_seeds)
     inp = FrontierInputs({s: prompt_tokens(ss.records, tokenizer) for s, ss in samples.items()}, 1.0,
                          {"goal": 1.0, "baseline": 1.0}, tokenizer)
-    fr = evaluate_frontier(p, inp, samples, scores, off, [], [0])
+    return p, samples, inp, evaluate_frontier(p, inp, samples, scores, off, [], rm_seeds)
+
+
+def test_frontier_reports_on_test_the_setting_chosen_on_validation(tokenizer):
+    _, _, _, fr = two_question_frontier(tokenizer, {"esc_windows": [4, 2], "adaptive_thresholds": [0.95, 0.75]}, [0])
     chosen = {r["method"]: r for r in fr.chosen}
     assert chosen["esc"]["setting"] == "window 2" and chosen["adaptive_consistency"]["setting"] == "threshold 0.75"
     for m in ("esc", "adaptive_consistency"):
@@ -311,28 +316,12 @@ def test_deepconf_consensus_thresholds_are_checked():
 
 
 def test_order_spread_replays_the_chosen_setting_over_fresh_draw_orders(tokenizer):
-    from gcrm_kit.filtering import SampleScores, evaluate_offline, order_spread, order_spread_table, vote_credit
+    from gcrm_kit.filtering import order_spread, order_spread_table, vote_credit
     from gcrm_kit.filtering.consistency import draw_orders
-    from gcrm_kit.filtering.frontier import evaluate_frontier
 
-    def question(prompt, answers, right):
-        return [rec(prompt, f"A:{a}{'x' * k}", a == right, str(a)) for k, a in enumerate(answers)]
-    val = make_sample_set("validation", question("1+4?", [5] * 4, 5) + question("2+5?", [7] * 4, 7), tokenizer)
-    test = make_sample_set("test", question("1+4?", [5, 3, 5, 3], 5) + question("2+5?", [7, 1, 7, 7], 7),
-                           tokenizer)
-    samples = {"validation": val, "test": test}
-
-    def sc(ss):
-        x = np.where(np.arange(ss.length.max())[None, :] < ss.length[:, None], 0.5, np.nan).astype(np.float32)
-        return SampleScores(x, x, np.zeros(len(ss.length), dtype=np.float32))
-    scores = {(w, si): {s: sc(ss) for s, ss in samples.items()} for w in ("goal", "baseline") for si in (0, 1)}
-    p = from_dict(FilteringParams, {"threshold_quantiles": [0.0, 1.0], "random_repeats": 1, "frontier": {
-        "esc_windows": [2], "adaptive_thresholds": [0.75], "rejection_points": [1], "keep_fractions": [1.0],
-        "order_repeats": 400}})
-    off = evaluate_offline(p, samples, scores, [0, 1])
-    inp = FrontierInputs({s: prompt_tokens(ss.records, tokenizer) for s, ss in samples.items()}, 1.0,
-                         {"goal": 1.0, "baseline": 1.0}, tokenizer)
-    fr = evaluate_frontier(p, inp, samples, scores, off, [], [0, 1])
+    p, samples, inp, fr = two_question_frontier(
+        tokenizer, {"esc_windows": [2], "adaptive_thresholds": [0.75], "order_repeats": 400}, [0, 1])
+    test = samples["test"]
     rows = {r["method"]: r for r in order_spread(p, inp, samples, fr)}
     assert set(rows) == {"esc", "adaptive_consistency"}  # no confidences: no DeepConf
     esc, ada = rows["esc"], rows["adaptive_consistency"]
