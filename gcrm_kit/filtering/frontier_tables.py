@@ -23,7 +23,8 @@ def frontier_table(result: FrontierResult) -> pd.DataFrame:
     """One row per method: mode, rm seeds, the settings chosen on validation, % compute saved, % tokens saved,
     vote accuracy (test; mean ± std over rm seeds), seconds measured online (section 7's run, or the sequential
     methods' on-demand run) and predicted by the FLOP model, the share of seconds saved online against generating
-    every sample in the same loop, and whether it meets the target (compute saved and accuracy within the drop of the unfiltered)."""
+    every sample in the same loop, and whether it meets the target (compute saved, and accuracy within the drop of
+    the unfiltered vote's)."""
     meets = set(result.target["methods_meeting_target"])
     rows = []
     for e in result.summary:
