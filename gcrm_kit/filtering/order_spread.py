@@ -57,7 +57,8 @@ def order_spread(p: FilteringParams, inp: FrontierInputs, samples: dict[str, Sam
     them the frontier's own). Returns one row per (method, setting): rm_seeds (those that chose it), repeats,
     accuracy_mean / _sd / _se (standard error of the mean over orders), accuracy_unfiltered, accuracy_drop (the
     unfiltered vote's accuracy minus the mean; positive: worse), within_drop (the drop at most
-    `frontier.max_accuracy_drop`), share_compute_saved_mean / _sd, samples_per_question (mean drawn), and the
+    `frontier.max_accuracy_drop`), share_compute_saved_mean / _sd, meets_target (within the drop and saving at least
+    `frontier.target_compute_saved` on average), samples_per_question (mean drawn), and the
     prefix vote's reference: prefix_k (that mean, rounded), prefix_accuracy_mean / _sd. Empty with 0 repeats."""
     n = p.frontier.order_repeats
     if n <= 0:
@@ -91,6 +92,8 @@ def order_spread(p: FilteringParams, inp: FrontierInputs, samples: dict[str, Sam
                      "within_drop": bool(drop <= p.frontier.max_accuracy_drop + 1e-12),
                      "share_compute_saved_mean": float(np.mean(saved)),
                      "share_compute_saved_sd": float(np.std(saved, ddof=1)) if n > 1 else 0.0,
+                     "meets_target": bool(drop <= p.frontier.max_accuracy_drop + 1e-12
+                                          and np.mean(saved) >= p.frontier.target_compute_saved),
                      "samples_per_question": float(np.mean(drawn)), "prefix_k": k,
                      "prefix_accuracy_mean": float(np.mean(ref)),
                      "prefix_accuracy_sd": float(np.std(ref, ddof=1)) if n > 1 else 0.0})

@@ -337,7 +337,15 @@ def test_order_spread_replays_the_chosen_setting_over_fresh_draw_orders(tokenize
     assert ada["samples_per_question"] == 1.0 and ada["prefix_k"] == 1
     assert ada["prefix_accuracy_mean"] == ada["accuracy_mean"] and ada["prefix_accuracy_sd"] == ada["accuracy_sd"]
     assert abs(ada["accuracy_mean"] - 0.625) < 4 * ada["accuracy_se"] and ada["accuracy_sd"] > 0.2
-    assert ada["within_drop"] is False and ada["share_compute_saved_mean"] > 0.5
+    assert ada["within_drop"] is False and ada["share_compute_saved_mean"] > 0.5 and ada["meets_target"] is False
+    # meeting the target needs both the saving and the accuracy, on the means over orders
+    p.frontier.target_compute_saved, p.frontier.max_accuracy_drop = 0.0, 1.0
+    assert all(r["meets_target"] for r in order_spread(p, inp, samples, fr))
+    p.frontier.target_compute_saved = 0.99
+    assert not any(r["meets_target"] for r in order_spread(p, inp, samples, fr))
+    p.frontier.target_compute_saved, p.frontier.max_accuracy_drop = 0.0, 0.0
+    assert [r["meets_target"] for r in order_spread(p, inp, samples, fr)] == [
+        r["accuracy_drop"] <= 1e-12 for r in order_spread(p, inp, samples, fr)]
     assert order_spread_table(list(rows.values())).loc[("esc", "window 2"), "rm seeds"] == "0, 1"
     p.frontier.order_repeats = 0
     assert order_spread(p, inp, samples, fr) == []
