@@ -87,8 +87,9 @@ def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sam
     """The sequential methods at their chosen settings (`schedules`), each run `online.repeats` times interleaved
     with the reference ``none`` in the loop `online.loop` names (module docstring), with `online.batch_size` rows
     (and `online.chunk_size` tokens per call in the chunked loop); the fastest repeat is reported. Rows: method,
-    rm_seed, setting, loop, calls (prefills, or rounds), policy_tokens, seconds, seconds_all, share_tokens_saved and
-    share_seconds_saved against the reference, responses_match_offline."""
+    rm_seed, setting, loop, calls (prefills, or rounds), steps (decoding steps of the cached loop: a method that
+    saves tokens but not steps saves little time; None for rounds), policy_tokens, seconds, seconds_all,
+    share_tokens_saved and share_seconds_saved against the reference, responses_match_offline."""
     test, o = samples["test"], p.online
     policy = AutoModelForCausalLM.from_pretrained(setup.policy_dir).to(resolve_device(p.device))
     tokenizer = AutoTokenizer.from_pretrained(setup.policy_dir)
@@ -99,13 +100,14 @@ def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sam
                   suppress_tokens=list(MARK_CHARS))
     jobs = schedules(p, setup, samples, frontier, inputs if o.loop == "cached" else None)  # rounds cannot cut traces
     seconds: dict[tuple, list[float]] = {j: [] for j in jobs}
-    tokens, match, calls = {}, {}, {}
+    tokens, match, calls, steps = {}, {}, {}, {}
     for _ in range(o.repeats):
         for job, (_, template) in jobs.items():
             sched = template.fresh()
             if o.loop == "cached":
                 gen = decode_drawn(policy, tokenizer, prompts, uids, sched, desc=f"online {job[0]}", **common)
                 got, total, n_tok, n_calls = gen.response_ids, gen.seconds, gen.policy_tokens, gen.prefills
+                steps[job] = gen.steps
             else:
                 got, total, n_tok, rounds = {}, 0.0, 0, draw_rounds(sched.counts, sched.orders, sched.step)
                 for take in rounds:
@@ -121,6 +123,7 @@ def sequential_online(p: FilteringParams, setup: RMSetup, samples: dict[str, Sam
                                         for i, ids in got.items()]))
     ref_s, ref_tok = min(seconds[("none", None)]), tokens[("none", None)]
     return [{"method": m, "rm_seed": seed, "setting": setting, "loop": o.loop, "calls": calls[(m, seed)],
+             "steps": steps.get((m, seed)),
              "policy_tokens": tokens[(m, seed)], "seconds": min(seconds[(m, seed)]), "seconds_all": seconds[(m, seed)],
              "share_tokens_saved": 1 - tokens[(m, seed)] / ref_tok,
              "share_seconds_saved": 1 - min(seconds[(m, seed)]) / ref_s, "responses_match_offline": match[(m, seed)]}

@@ -249,7 +249,7 @@ def _check_filtering(metrics, run):
         # drawing on demand regenerates the recorded samples (DeepConf's up to their stop), never more tokens than
         # all of them, in the continuous batch of the cached loop
         assert r["responses_match_offline"] == 1.0 and r["policy_tokens"] <= drawn["none"]["policy_tokens"]
-        assert r["loop"] == "cached" and r["calls"] >= 1
+        assert r["loop"] == "cached" and r["calls"] >= 1 and 1 <= r["steps"] <= drawn["none"]["policy_tokens"]
     by_seed = {(r["method"], r["rm_seed"]): r for r in fr["online"]}
     for r in fr["chosen"]:
         if (r["method"], r["rm_seed"]) in by_seed:  # its wall-clock saved is its own loop's
