@@ -69,12 +69,13 @@ def order_spread_table(rows: list[dict]) -> pd.DataFrame:
     """One row per (method, chosen setting) of `order_spread.order_spread`: the rm seeds that chose it, the draw
     orders replayed, samples drawn per question, % compute saved and vote accuracy (mean ± sd over orders), the
     standard error of that mean, its drop below the unfiltered vote (points), whether the drop is within the
-    target's and whether the method meets the target on these means, and the reference: the vote over the first K samples of each question in the same orders."""
+    target's and whether the method meets the target on these means, and the reference: the vote over the first K
+    samples of each question in the same orders."""
     out = [{"method": r["method"], "setting": r["setting"], "rm seeds": ", ".join(map(str, r["rm_seeds"])),
             "orders": r["repeats"], "samples per question": f"{r['samples_per_question']:.1f}",
             "% compute saved": f"{100 * r['share_compute_saved_mean']:.1f} ± {100 * r['share_compute_saved_sd']:.1f}",
             "vote accuracy": f"{r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f}",
-            "standard error": f"{r['accuracy_se']:.4f}",
+            "standard error": "" if r["accuracy_se"] is None else f"{r['accuracy_se']:.4f}",
             "drop (points)": f"{100 * r['accuracy_drop']:.2f}", "within drop": r["within_drop"],
             "meets target": r["meets_target"],
             "vote of first K": f"K={r['prefix_k']}: {r['prefix_accuracy_mean']:.4f} ± {r['prefix_accuracy_sd']:.4f}"}

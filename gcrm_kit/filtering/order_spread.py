@@ -54,12 +54,15 @@ def order_spread(p: FilteringParams, inp: FrontierInputs, samples: dict[str, Sam
                  result: FrontierResult) -> list[dict]:
     """For each method of `ORDERED_METHODS` in `result.chosen` and each distinct setting validation chose for it
     (over rm seeds), its test numbers over `p.frontier.order_repeats` draw orders (seeded from `p.seed`, none of
-    them the frontier's own). Returns one row per (method, setting): rm_seeds (those that chose it), repeats,
-    accuracy_mean / _sd / _se (standard error of the mean over orders), accuracy_unfiltered, accuracy_drop (the
-    unfiltered vote's accuracy minus the mean; positive: worse), within_drop (the drop at most
-    `frontier.max_accuracy_drop`), share_compute_saved_mean / _sd, meets_target (within the drop and saving at least
-    `frontier.target_compute_saved` on average), samples_per_question (mean drawn), and the
-    prefix vote's reference: prefix_k (that mean, rounded), prefix_accuracy_mean / _sd. Empty with 0 repeats."""
+    them the frontier's own). Returns one row per (method, setting):
+    - rm_seeds (those that chose it), repeats;
+    - accuracy_mean / _sd / _se (standard error of the mean over orders; None with one order), accuracy_unfiltered,
+      accuracy_drop (the unfiltered vote's accuracy minus the mean; positive: worse), within_drop (the drop at most
+      `frontier.max_accuracy_drop`);
+    - share_compute_saved_mean / _sd, meets_target (within the drop and saving at least
+      `frontier.target_compute_saved` on average), samples_per_question (mean drawn);
+    - the prefix vote's reference: prefix_k (that mean, rounded), prefix_accuracy_mean / _sd.
+    Empty with 0 repeats."""
     n = p.frontier.order_repeats
     if n <= 0:
         return []
@@ -74,7 +77,7 @@ def order_spread(p: FilteringParams, inp: FrontierInputs, samples: dict[str, Sam
     orders = [draw_orders(test, [p.seed, 11, j]) for j in range(n)]
     rows = []
     for (method, label), (value, seeds) in settings.items():
-        acc, saved, drawn, ref = [], [], [], []
+        acc, saved, drawn = [], [], []
         for o in orders:
             spend = _spend(method, value, test, o, inp, p)
             ev = evaluate_spend(test, spend, inp.prompts["test"], inp.policy_params, tb)
@@ -85,15 +88,14 @@ def order_spread(p: FilteringParams, inp: FrontierInputs, samples: dict[str, Sam
         ref = [prefix_vote(test, o, k, tb) for o in orders]
         acc_a = np.array(acc)
         drop = full - float(acc_a.mean())
+        within = bool(drop <= p.frontier.max_accuracy_drop + 1e-12)
         rows.append({"method": method, "setting": label, "rm_seeds": seeds, "repeats": n,
                      "accuracy_mean": float(acc_a.mean()), "accuracy_sd": float(acc_a.std(ddof=1)) if n > 1 else 0.0,
-                     "accuracy_se": float(acc_a.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-                     "accuracy_unfiltered": full, "accuracy_drop": drop,
-                     "within_drop": bool(drop <= p.frontier.max_accuracy_drop + 1e-12),
+                     "accuracy_se": float(acc_a.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+                     "accuracy_unfiltered": full, "accuracy_drop": drop, "within_drop": within,
                      "share_compute_saved_mean": float(np.mean(saved)),
                      "share_compute_saved_sd": float(np.std(saved, ddof=1)) if n > 1 else 0.0,
-                     "meets_target": bool(drop <= p.frontier.max_accuracy_drop + 1e-12
-                                          and np.mean(saved) >= p.frontier.target_compute_saved),
+                     "meets_target": within and float(np.mean(saved)) >= p.frontier.target_compute_saved,
                      "samples_per_question": float(np.mean(drawn)), "prefix_k": k,
                      "prefix_accuracy_mean": float(np.mean(ref)),
                      "prefix_accuracy_sd": float(np.std(ref, ddof=1)) if n > 1 else 0.0})

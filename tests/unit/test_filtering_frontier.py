@@ -228,6 +228,8 @@ def test_frontier_params_are_checked():
         from_dict(FilteringParams, {"frontier": {"keep_percents": [0.0]}}).validate()
     with pytest.raises(ParamsError, match="adaptive_thresholds"):
         from_dict(FilteringParams, {"frontier": {"adaptive_thresholds": [1.0]}}).validate()
+    with pytest.raises(ParamsError, match="order_repeats"):
+        from_dict(FilteringParams, {"frontier": {"order_repeats": -1}}).validate()
     assert from_dict(FilteringParams, {"frontier": {"scorer_params": 1000}}).frontier.scorer_params == 1000
 
 
@@ -347,5 +349,9 @@ def test_order_spread_replays_the_chosen_setting_over_fresh_draw_orders(tokenize
     assert [r["meets_target"] for r in order_spread(p, inp, samples, fr)] == [
         r["accuracy_drop"] <= 1e-12 for r in order_spread(p, inp, samples, fr)]
     assert order_spread_table(list(rows.values())).loc[("esc", "window 2"), "rm seeds"] == "0, 1"
+    p.frontier.order_repeats = 1  # one order: no spread to measure
+    one = order_spread(p, inp, samples, fr)
+    assert all(r["accuracy_se"] is None and r["accuracy_sd"] == 0.0 for r in one)
+    assert order_spread_table(one)["standard error"].eq("").all()
     p.frontier.order_repeats = 0
     assert order_spread(p, inp, samples, fr) == []
