@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from ..data import pad_ids
-from .decoding import PrunedGeneration, _sync
-from .noise import PerSampleGumbel
+from .decoding import PrunedGeneration, _sync, decode_setup
 from .pruning import first_below
 
 
@@ -110,18 +109,13 @@ def decode_pruned(
     if score_every < 0 or (score_every == 0 and score_at is None and scorer is not None):
         raise ValueError(f"score_every={score_every}: expected a positive number of tokens between scoring points, "
                          "or 0 together with score_at (a step separator)")
-    policy.eval()
-    device = policy.device
-    bad = [tokenizer.convert_tokens_to_ids(t) for t in (suppress_tokens or [])]
+    ds = decode_setup(policy, tokenizer, suppress_tokens, seed, temperature)
+    device, eos, pad, sampler, bad_t = ds.device, ds.eos, ds.pad, ds.sampler, ds.bad_t
     sep = None
     if score_at is not None:
         sep = tokenizer.convert_tokens_to_ids(score_at)
         if sep is None or sep == tokenizer.unk_token_id:
             raise ValueError(f"score_at={score_at!r} is not one token of the tokenizer")
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    sampler = PerSampleGumbel(seed, temperature) if temperature > 0 else None
-    bad_t = torch.tensor(bad, dtype=torch.long, device=device) if bad else None
     n = len(prompts)
     resp: list[list[int]] = [[] for _ in range(n)]
     scores_out: list[list[float]] = [[] for _ in range(n)]
@@ -132,8 +126,7 @@ def decode_pruned(
     t0 = time.perf_counter()
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False):
         rows = order[start:start + batch_size]
-        ids, att = pad_ids([bos + tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in rows], pad,
-                           side="left")
+        _, ids, att = ds.encode(tokenizer, [prompts[i] for i in rows])
         pol, sc = _Rows(rows), _Rows(rows if scorer is not None else [])
         uid_t = torch.tensor([uids[i] for i in rows], dtype=torch.long, device=device)
         stepper = PolicyStepper(policy)

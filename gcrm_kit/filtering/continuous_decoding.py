@@ -25,10 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data import pad_ids
 from .cached_decoding import PolicyStepper
-from .decoding import _sync
-from .noise import PerSampleGumbel
+from .decoding import _sync, decode_setup
 
 
 class DrawSchedule:
@@ -141,13 +139,8 @@ def decode_drawn(
     free (default: an eighth of the batch) or all waiting ones fit, so the prompts are read a batch at a time; a
     question's later samples go ahead of questions not yet started, since the questions that draw the most set the
     run's tail. temperature 0 is greedy."""
-    policy.eval()
-    device = policy.device
-    bad = [tokenizer.convert_tokens_to_ids(t) for t in (suppress_tokens or [])]
-    bad_t = torch.tensor(bad, dtype=torch.long, device=device) if bad else None
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    sampler = PerSampleGumbel(seed, temperature) if temperature > 0 else None
+    ds = decode_setup(policy, tokenizer, suppress_tokens, seed, temperature)
+    device, eos, sampler, bad_t = ds.device, ds.eos, ds.sampler, ds.bad_t
     admit_min = max(1, batch_size // 8) if admit_min is None else admit_min
     resp: dict[int, list[int]] = {}
     rows: list[int] = []
@@ -161,8 +154,7 @@ def decode_drawn(
         free = batch_size - len(rows)
         if queue and free > 0 and (not rows or free >= min(admit_min, len(queue))):
             take = [queue.popleft() for _ in range(min(free, len(queue)))]
-            enc = [bos + tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in take]
-            ids, att = pad_ids(enc, pad, side="left")
+            enc, ids, att = ds.encode(tokenizer, [prompts[i] for i in take])
             new = PolicyStepper(policy)
             new_logits = new.start(ids, att)
             prompt_tokens, prefills = prompt_tokens + sum(map(len, enc)), prefills + 1

@@ -44,6 +44,38 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class DecodeSetup:
+    """What every decoding loop of the kit takes from the policy and its tokenizer (`decode_setup`): the device,
+    the suppressed token ids (`bad`, and as a tensor `bad_t`, None when there are none), EOS and pad ids, the BOS
+    prefix of every prompt (empty when the tokenizer has none) and the per-sample sampler (None: greedy)."""
+
+    device: torch.device
+    bad: list[int]
+    bad_t: torch.Tensor | None
+    eos: int
+    pad: int
+    bos: list[int]
+    sampler: PerSampleGumbel | None
+
+    def encode(self, tokenizer, prompts: list[str]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+        """BOS + each prompt's token ids, and the batch left-padded with its attention mask (B, T)."""
+        enc = [self.bos + tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
+        ids, att = pad_ids(enc, self.pad, side="left")
+        return enc, ids, att
+
+
+def decode_setup(policy, tokenizer, suppress_tokens: list[str] | None, seed: int, temperature: float) -> DecodeSetup:
+    """Put `policy` in eval mode and gather what a decoding loop needs (`DecodeSetup`); temperature 0 is greedy."""
+    policy.eval()
+    device = policy.device
+    bad = [tokenizer.convert_tokens_to_ids(t) for t in (suppress_tokens or [])]
+    bad_t = torch.tensor(bad, dtype=torch.long, device=device) if bad else None
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    sampler = PerSampleGumbel(seed, temperature) if temperature > 0 else None
+    return DecodeSetup(device, bad, bad_t, tokenizer.eos_token_id, tokenizer.pad_token_id, bos, sampler)
+
+
 @torch.no_grad()
 def generate_pruned(
     policy,
@@ -74,12 +106,8 @@ def generate_pruned(
     Sampling is per-sample (`PerSampleGumbel`): a sample's tokens depend only on (seed, uid), so the same uids
     give the same responses with or without pruning, up to floating-point ties. temperature 0 is greedy.
     """
-    policy.eval()
-    device = policy.device
-    bad = [tokenizer.convert_tokens_to_ids(t) for t in (suppress_tokens or [])]
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    sampler = PerSampleGumbel(seed, temperature) if temperature > 0 else None
+    ds = decode_setup(policy, tokenizer, suppress_tokens, seed, temperature)
+    device, bad, eos, pad, sampler = ds.device, ds.bad, ds.eos, ds.pad, ds.sampler
     chunk_size = max(1, min(chunk_size, max_new_tokens))
     n = len(prompts)
     resp: list[list[int]] = [[] for _ in range(n)]
@@ -93,8 +121,7 @@ def generate_pruned(
     t0 = time.perf_counter()
     for start in tqdm(range(0, n, batch_size), desc=desc, leave=False):
         rows = order[start:start + batch_size]
-        enc = [bos + tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in rows]
-        ids, att = pad_ids(enc, pad, side="left")
+        _, ids, att = ds.encode(tokenizer, [prompts[i] for i in rows])
         ids, att, T0 = ids.to(device), att.to(device), ids.shape[1]  # T0: the padded prompt width
         alive = torch.tensor(rows, dtype=torch.long)  # input index of each live row
         row_uids = torch.tensor([uids[i] for i in rows], dtype=torch.long)
