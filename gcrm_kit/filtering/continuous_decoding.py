@@ -36,24 +36,28 @@ class DrawSchedule:
     response tokens (a DeepConf trace stopped by its confidence); samples without one run to their EOS or the token
     budget.
 
+    With `in_flight` k, once a question's first samples have all finished it keeps k samples running, starting its
+    next one whenever one finishes (DeepConf online's traces drawn in parallel); `step` is then unused.
+
     `start()` returns the first samples of every question; `finished(i)` is called when sample i finishes and
     returns the samples its question draws next (none while others of the question are still running)."""
 
     def __init__(self, orders: list, counts: list[int], step: int, first: int | None = None,
-                 limits: dict[int, int] | None = None):
-        if step < 1 or (first is not None and first < 1):
-            raise ValueError(f"step and first must be >= 1, got {step} and {first}")
+                 limits: dict[int, int] | None = None, in_flight: int | None = None):
+        if step < 1 or (first is not None and first < 1) or (in_flight is not None and in_flight < 1):
+            raise ValueError(f"step, first and in_flight must be >= 1, got {step}, {first} and {in_flight}")
         self.orders = [[int(i) for i in o] for o in orders]
         self.counts = [min(int(c), len(o)) for c, o in zip(counts, self.orders)]
         self.step, self.first = step, first if first is not None else step
         self.limits = dict(limits or {})
+        self.in_flight = in_flight
         self.question = {i: q for q, o in enumerate(self.orders) for i in o}
         self.drawn = [0] * len(self.orders)
         self.running = [0] * len(self.orders)
 
     def fresh(self) -> "DrawSchedule":
         """The same schedule with nothing drawn yet (a schedule is used up by one run)."""
-        return DrawSchedule(self.orders, self.counts, self.step, self.first, self.limits)
+        return DrawSchedule(self.orders, self.counts, self.step, self.first, self.limits, self.in_flight)
 
     @property
     def total(self) -> int:
@@ -73,7 +77,10 @@ class DrawSchedule:
     def finished(self, i: int) -> list[int]:
         q = self.question[i]
         self.running[q] -= 1
-        return self._release(q, self.step) if self.running[q] == 0 else []
+        if self.in_flight is None or self.drawn[q] <= self.first:  # windows, or the first samples still running
+            return self._release(q, self.step if self.in_flight is None else self.in_flight) \
+                if self.running[q] == 0 else []
+        return self._release(q, self.in_flight - self.running[q])
 
 
 @dataclass

@@ -15,6 +15,11 @@ confidence (mean C_i over a sliding window), a trace's lowest group confidence a
   drawing traces once the leading answer holds at least tau of the voting traces' weight, checked after the warm-up
   and after every later trace; traces never drawn cost nothing. The replay is exact: the tokens and
   log-probabilities of a trace up to its stop are those it had.
+- online with `in_flight` k > 1: after the warm-up a question keeps k traces generating at once, as a parallel
+  engine runs them, and starts its next trace whenever one ends. The replay keeps time in tokens (every running
+  trace writes one token per step), checks the consensus whenever a trace ends, and stops the traces still running
+  when it is reached: they have cost the tokens they wrote by then and do not vote. A shorter chain of draws per
+  question, at the price of those unfinished traces; k = 1 is the algorithm as written.
 
 Log-probabilities come from the records (an engine such as vLLM writes them: `confidence.record_logprobs`;
 `file_logprobs` names the file, line and key of a record without them) or from one forward pass of the policy that
@@ -142,30 +147,51 @@ def consensus_reached(answers: np.ndarray, weights: np.ndarray, tau: float) -> b
     return total > 0 and max(votes.values()) >= tau * total
 
 
+def _stop_length(conf: np.ndarray, length: int, window: int, threshold: float) -> tuple[int, bool]:
+    """(tokens a trace generates, whether its confidence stopped it): its `length` when it never stops; a stop at a
+    record's own token positions is mapped to the kit's tokens by its share of the response (module docstring)."""
+    t = stop_position(conf, window, threshold)
+    if t < 0:
+        return int(length), False
+    return (t + 1 if len(conf) == length else int(np.ceil((t + 1) * length / len(conf)))), True
+
+
 def online_spend(ss: SampleSet, confs: list[np.ndarray], orders: list[np.ndarray], keep_percent: float, warmup: int,
-                 window: int, consensus: float | None = None) -> Spend:
+                 window: int, consensus: float | None = None, in_flight: int = 1) -> Spend:
     """The online replay (module docstring) over every question, traces drawn in `orders` (per question, sample
     indices in draw order); `consensus`: the consensus threshold tau, None for no consensus stop (every trace is
-    drawn). Returns the spend; `weights` are the lowest group confidences."""
+    drawn); `in_flight`: traces a question generates at once after its warm-up. Returns the spend; `weights` are
+    the lowest group confidences."""
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be >= 1, got {in_flight}")
     S = len(confs)
     low = lowest_group(confs, window)
     generated = ss.length.copy()
     kept = np.ones(S, dtype=bool)
     started = np.zeros(S, dtype=bool)
     for order in orders:
-        warm, rest = order[:warmup], order[warmup:]
+        warm, rest = list(order[:warmup]), list(order[warmup:])
         started[warm] = True
         threshold = float(np.percentile(low[warm], 100 - keep_percent))
         voting = list(warm)
-        for i in rest:
-            if consensus is not None and consensus_reached(ss.answer[voting], low[voting], consensus):
-                break
-            started[i] = True
-            t = stop_position(confs[i], window, threshold)
-            if t >= 0:
-                kept[i] = False
-                n_lp = len(confs[i])
-                generated[i] = t + 1 if n_lp == ss.length[i] else int(np.ceil((t + 1) * ss.length[i] / n_lp))
-            else:
+
+        def reached() -> bool:
+            return consensus is not None and consensus_reached(ss.answer[voting], low[voting], consensus)
+        # time counts tokens from the end of the warm-up; running: (end time, draw position, sample, start time)
+        now, running, nxt = 0, [], 0
+        while not reached() and (nxt < len(rest) or running):
+            while nxt < len(rest) and len(running) < in_flight:
+                i = rest[nxt]
+                started[i] = True
+                n, stopped = _stop_length(confs[i], ss.length[i], window, threshold)
+                kept[i], generated[i] = not stopped, n
+                running.append((now + n, nxt, i, now))
+                nxt += 1
+            running.sort()
+            now, _, i, _ = running.pop(0)  # the next trace to end (the earlier drawn first on a tie)
+            if kept[i]:
                 voting.append(i)
+        for _, _, i, start in running:  # cut by the consensus: what they wrote so far, no vote
+            generated[i], kept[i] = now - start, False
+            started[i] = generated[i] > 0
     return Spend(started, np.where(started, generated, 0), kept & started, weights=low)

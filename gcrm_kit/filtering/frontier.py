@@ -110,7 +110,8 @@ def _grids(p: FilteringParams, inp: FrontierInputs, samples: dict[str, SampleSet
         online = [(label, (e, None)) for label, e in etas] + [
             (f"keep {e:g}%, consensus {t:g}", (e, t)) for e in f.keep_percents for t in f.consensus_thresholds]
         g["deepconf_online"] = ("replay", online, lambda s, v: online_spend(
-            samples[s], c[s], orders[s], v[0], f.warmup_traces, f.window, consensus=v[1]))
+            samples[s], c[s], orders[s], v[0], f.warmup_traces, f.window, consensus=v[1],
+            in_flight=f.deepconf_in_flight))
     for which in REWARD_MODELS:
         g[f"speculative_{which}"] = (
             "replay", [(f"reject at {r}, keep {a:g}", (r, a)) for r, a in product(f.rejection_points,

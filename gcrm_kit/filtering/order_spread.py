@@ -39,7 +39,8 @@ def _spend(method: str, value, ss: SampleSet, orders: list[np.ndarray], inp: Fro
         return sequential_spend(ss, orders, "adaptive", value)
     eta, tau = value
     f = p.frontier
-    return online_spend(ss, inp.confidences["test"], orders, eta, f.warmup_traces, f.window, consensus=tau)
+    return online_spend(ss, inp.confidences["test"], orders, eta, f.warmup_traces, f.window, consensus=tau,
+                        in_flight=f.deepconf_in_flight)
 
 
 def prefix_vote(ss: SampleSet, orders: list[np.ndarray], k: int, tie_break: str) -> float:

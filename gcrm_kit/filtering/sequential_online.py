@@ -73,11 +73,11 @@ def schedules(p: FilteringParams, setup: RMSetup, samples: dict[str, SampleSet],
         else:
             f = p.frontier
             spend = online_spend(test, inputs.confidences["test"], orders, v[0], f.warmup_traces, f.window,
-                                 consensus=v[1])
+                                 consensus=v[1], in_flight=f.deepconf_in_flight)
             cut = np.flatnonzero(spend.started & (spend.generated < test.length))  # stopped by confidence
             limits = {int(i): int(spend.generated[i]) for i in cut}
             sched = DrawSchedule(orders, [int(spend.started[o].sum()) for o in orders], 1, first=f.warmup_traces,
-                                 limits=limits)
+                                 limits=limits, in_flight=f.deepconf_in_flight)
         out[(m, r["rm_seed"])] = (r["setting"], sched)
     return out
 

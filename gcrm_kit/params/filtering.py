@@ -73,6 +73,10 @@ class FrontierParams:
     """DeepConf online's consensus stop (tau; the paper's 0.95): a question stops drawing traces once its leading
     answer holds this share of the voting traces' confidence weight. Each eta of `keep_percents` is tried with each
     tau and with no consensus stop (every trace drawn); empty: no consensus stop"""
+    deepconf_in_flight: int = 1
+    """DeepConf online: traces a question keeps generating at once after its warm-up (1: one after another, the
+    algorithm as written; more: as a parallel engine runs them, a shorter chain of draws per question, at the price
+    of the traces still running when the consensus is reached)"""
     rejection_points: list[int] = field(default_factory=lambda: [8, 16, 32])
     """speculative rejection: response tokens after which partial samples are scored and the best kept"""
     keep_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
@@ -201,8 +205,10 @@ class FilteringParams:
         if f.policy_params < 0 or f.scorer_params < 0 or f.max_accuracy_drop < 0:
             raise ParamsError("frontier.policy_params, frontier.scorer_params and frontier.max_accuracy_drop must be "
                               ">= 0")
-        if f.logprob_top_k < 1 or f.window < 1 or f.tail < 1 or f.warmup_traces < 1 or f.probe_positions < 1:
-            raise ParamsError("frontier.logprob_top_k, window, tail, warmup_traces and probe_positions must be >= 1")
+        if (f.logprob_top_k < 1 or f.window < 1 or f.tail < 1 or f.warmup_traces < 1 or f.probe_positions < 1
+                or f.deepconf_in_flight < 1):
+            raise ParamsError("frontier.logprob_top_k, window, tail, warmup_traces, probe_positions and "
+                              "deepconf_in_flight must be >= 1")
         if not f.keep_percents or any(not 0 < e <= 100 for e in f.keep_percents):
             raise ParamsError(f"frontier.keep_percents: need values in (0, 100], got {f.keep_percents}")
         if any(not 0 < t <= 1 for t in f.consensus_thresholds):

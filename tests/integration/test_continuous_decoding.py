@@ -32,6 +32,11 @@ def test_schedule_releases_a_question_s_next_samples_when_its_last_one_finishes(
     assert s.finished(2) == []
     d = DrawSchedule([np.arange(5)], counts=[5], step=1, first=3)
     assert d.start() == [0, 1, 2] and d.finished(0) == [] and d.finished(2) == [] and d.finished(1) == [3]
+    # two in flight after the first two: both start when the first ones end, then one whenever one ends
+    f = DrawSchedule([np.arange(6)], counts=[6], step=1, first=2, in_flight=2)
+    assert f.start() == [0, 1] and f.finished(1) == [] and f.finished(0) == [2, 3]
+    assert f.finished(3) == [4] and f.finished(4) == [5] and f.finished(2) == [] and f.finished(5) == []
+    assert f.fresh().in_flight == 2 and f.fresh().start() == [0, 1]
 
 
 def test_drawn_samples_equal_the_cached_loop_s(models, reference):

@@ -355,3 +355,25 @@ def test_order_spread_replays_the_chosen_setting_over_fresh_draw_orders(tokenize
     assert order_spread_table(one)["standard error"].eq("").all()
     p.frontier.order_repeats = 0
     assert order_spread(p, inp, samples, fr) == []
+
+
+def test_deepconf_online_in_flight_cuts_the_traces_still_running_at_the_consensus(tokenizer):
+    # one question: warm-up 5 and 3 (no consensus), then 5, 5, 5, 5 of 4, 6, 2 and 8 tokens (lengths + EOS)
+    recs = [rec("1+4?", r, a == "5", a) for r, a in
+            [("A:5", "5"), ("A:3", "3"), ("A:5x", "5"), ("A:5xxx", "5"), ("5", "5"), ("A:5xxxxx", "5")]]
+    ss = make_sample_set("t", recs, tokenizer)
+    assert ss.length.tolist()[2:] == [5, 7, 2, 9]
+    confs = [np.full(n, 2.0) for n in ss.length]  # every trace equally confident: none is stopped by confidence
+    order = [np.arange(6)]
+    # one at a time: after 5, 5 the leader holds 4 of 5 = 0.8 >= 0.75, so the last two are never drawn
+    one = online_spend(ss, confs, order, 100, warmup=2, window=2, consensus=0.75)
+    assert one.started.tolist() == [True] * 4 + [False] * 2 and one.generated.tolist()[2:] == [5, 7, 0, 0]
+    # three in flight: traces 2, 3, 4 start together; 4 ends after 2 tokens (5 holds 2 of 3) and 5 starts; 2 ends
+    # after 5 (3 of 4 = 0.75: consensus), so 3 (started at 0) and 5 (started at 2) are cut after 5 and 3 tokens
+    three = online_spend(ss, confs, order, 100, warmup=2, window=2, consensus=0.75, in_flight=3)
+    assert three.started.all() and three.generated.tolist()[2:] == [5, 5, 2, 3]
+    assert three.kept.tolist() == [True, True, True, False, True, False]
+    # no consensus stop: every trace drawn in full, whatever runs in parallel
+    assert (online_spend(ss, confs, order, 100, 2, 2, in_flight=3).generated == ss.length).all()
+    with pytest.raises(ValueError, match="in_flight"):
+        online_spend(ss, confs, order, 100, 2, 2, in_flight=0)
