@@ -16,6 +16,7 @@ samples one after another is a chain of whole generations, and the longest chain
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 from pathlib import Path
@@ -37,13 +38,20 @@ from gcrm_kit.toyworld import MARK_CHARS  # noqa: E402
 
 def critical_path(sched, lengths: np.ndarray) -> int:
     """The longest chain of tokens any question's draws form: its `first` samples in parallel, then each group of
-    `step` after the previous group finished (a sample's length: its token limit or its recorded length)."""
+    `step` after the previous group finished, or, with `in_flight` k, each later sample as soon as one of k slots is
+    free (a sample's length: its token limit or its recorded length)."""
     longest = 0
     for order, count in zip(sched.orders, sched.counts):
         n = [min(lengths[i], sched.limits.get(i, lengths[i])) for i in order[:count]]
         chain = max(n[:sched.first], default=0)
-        for g in range(sched.first, count, sched.step):
-            chain += max(n[g:g + sched.step])
+        if sched.in_flight:
+            slots = [chain] * sched.in_flight
+            for m in n[sched.first:]:
+                heapq.heappush(slots, heapq.heappop(slots) + m)
+            chain = max(slots)
+        else:
+            for g in range(sched.first, count, sched.step):
+                chain += max(n[g:g + sched.step])
         longest = max(longest, chain)
     return int(longest)
 
