@@ -77,10 +77,11 @@ class DrawSchedule:
     def finished(self, i: int) -> list[int]:
         q = self.question[i]
         self.running[q] -= 1
-        if self.in_flight is None or self.drawn[q] <= self.first:  # windows, or the first samples still running
-            return self._release(q, self.step if self.in_flight is None else self.in_flight) \
-                if self.running[q] == 0 else []
-        return self._release(q, self.in_flight - self.running[q])
+        if self.in_flight is not None and self.drawn[q] > self.first:  # past the first samples: top up
+            return self._release(q, self.in_flight - self.running[q])
+        if self.running[q] > 0:  # the window (or the first samples) still running
+            return []
+        return self._release(q, self.step if self.in_flight is None else self.in_flight)
 
 
 @dataclass

@@ -29,6 +29,7 @@ number of them than the kit's tokenizer counts, a stop is mapped to the kit's to
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 
 import numpy as np
@@ -185,10 +186,9 @@ def online_spend(ss: SampleSet, confs: list[np.ndarray], orders: list[np.ndarray
                 started[i] = True
                 n, stopped = _stop_length(confs[i], ss.length[i], window, threshold)
                 kept[i], generated[i] = not stopped, n
-                running.append((now + n, nxt, i, now))
+                heapq.heappush(running, (now + n, nxt, i, now))
                 nxt += 1
-            running.sort()
-            now, _, i, _ = running.pop(0)  # the next trace to end (the earlier drawn first on a tie)
+            now, _, i, _ = heapq.heappop(running)  # the next trace to end (the earlier drawn first on a tie)
             if kept[i]:
                 voting.append(i)
         for _, _, i, start in running:  # cut by the consensus: what they wrote so far, no vote

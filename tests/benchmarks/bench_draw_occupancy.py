@@ -26,9 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import on_each_step, report  # noqa: E402
 from gcrm_kit import filtering  # noqa: E402
 from gcrm_kit.data import GenerationRecord, load_jsonl  # noqa: E402
-from gcrm_kit.filtering.cached_decoding import PolicyStepper  # noqa: E402
 from gcrm_kit.filtering.continuous_decoding import decode_drawn  # noqa: E402
 from gcrm_kit.filtering.deepconf import policy_confidences  # noqa: E402
 from gcrm_kit.filtering.sequential_online import schedules  # noqa: E402
@@ -80,32 +80,21 @@ def main(argv=None) -> dict:
     jobs = schedules(p, setup, samples, filtering.FrontierResult([], chosen, [], [], {}), inputs)
     prompts, uids = [r.prompt for r in test.records], [int(u) for u in test.uids]
     rows: list[int] = []
-    step = PolicyStepper.step
-
-    def counting(self, tok):
-        rows.append(len(tok))
-        return step(self, tok)
-    PolicyStepper.step = counting
     out = {"run": str(run), "rm_seed": args.rm_seed, "batch_size": p.online.batch_size, "jobs": {}}
-    try:
-        for (method, _), (setting, sched) in jobs.items():
-            rows.clear()
+    for (method, _), (setting, sched) in jobs.items():
+        rows.clear()
+        with on_each_step(lambda stepper, tok: rows.append(len(tok))):
             g = decode_drawn(policy, tokenizer, prompts, uids, sched.fresh(), max_new_tokens=p.max_new_tokens,
                              temperature=p.temperature, seed=p.seed, batch_size=p.online.batch_size,
                              suppress_tokens=list(MARK_CHARS), desc=method)
-            r = np.array(rows)
-            out["jobs"][method] = {
-                "setting": setting, "seconds": g.seconds, "policy_tokens": g.policy_tokens, "prefills": g.prefills,
-                "steps": g.steps, "rows_per_step": float(r.mean()),
-                "rows_per_step_by_quarter": [float(x.mean()) for x in np.array_split(r, 4)],
-                "steps_under_a_quarter_full": int((r < p.online.batch_size / 4).sum()),
-                "critical_path_tokens": critical_path(sched, test.length)}
-    finally:
-        PolicyStepper.step = step
-    print(json.dumps(out, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
-    return out
+        r = np.array(rows)
+        out["jobs"][method] = {
+            "setting": setting, "seconds": g.seconds, "policy_tokens": g.policy_tokens, "prefills": g.prefills,
+            "steps": g.steps, "rows_per_step": float(r.mean()),
+            "rows_per_step_by_quarter": [float(x.mean()) for x in np.array_split(r, 4)],
+            "steps_under_a_quarter_full": int((r < p.online.batch_size / 4).sum()),
+            "critical_path_tokens": critical_path(sched, test.length)}
+    return report(out, args.out)
 
 
 if __name__ == "__main__":

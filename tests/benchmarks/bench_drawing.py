@@ -16,7 +16,6 @@ cache makes every row of a step attend as many columns as the longest live row h
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from gcrm_kit.filtering import PolicyStepper, decode_pruned  # noqa: E402
+from benchlib import on_each_step, report  # noqa: E402
+from gcrm_kit.filtering import decode_pruned  # noqa: E402
 from gcrm_kit.filtering.continuous_decoding import DrawSchedule, decode_drawn  # noqa: E402
 
 
@@ -37,28 +37,23 @@ def load_policy(policy_dir: str | None):
         return AutoModelForCausalLM.from_pretrained(policy_dir), AutoTokenizer.from_pretrained(policy_dir)
     from transformers import LlamaForCausalLM
 
+    from gcrm_kit.params import PolicyParams
     from gcrm_kit.toyworld import build_tokenizer
     from gcrm_kit.toyworld.policy import llama_config
 
     tokenizer = build_tokenizer()
-    return LlamaForCausalLM(llama_config(tokenizer)), tokenizer
+    return LlamaForCausalLM(llama_config(PolicyParams(), tokenizer)), tokenizer
 
 
 def columns_per_row_step(run) -> float:
-    """Mean key/value columns each row attends per decoding step over one call of `run` (PolicyStepper.step is
-    wrapped to count them for that call only)."""
+    """Mean key/value columns each row attends per decoding step over one call of `run`."""
     seen = [0, 0]
-    step = PolicyStepper.step
 
-    def counting(self, tok):
-        seen[0] += len(tok) * (self.att.shape[1] + 1)  # the cache plus the new token
+    def count(stepper, tok):
+        seen[0] += len(tok) * (stepper.att.shape[1] + 1)  # the cache plus the new token
         seen[1] += len(tok)
-        return step(self, tok)
-    PolicyStepper.step = counting
-    try:
+    with on_each_step(count):
         run()
-    finally:
-        PolicyStepper.step = step
     return seen[0] / max(seen[1], 1)
 
 
@@ -105,10 +100,7 @@ def main(argv=None) -> dict:
         out["columns_per_row_step"][f"on_demand@{a}"] = columns_per_row_step(lambda: decode_drawn(
             policy, tokenizer, prompts, uids, DrawSchedule([np.arange(len(prompts))], [len(prompts)], len(prompts)),
             admit_min=a, desc=f"on demand {a}", **common))
-    print(json.dumps(out, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
-    return out
+    return report(out, args.out)
 
 
 if __name__ == "__main__":

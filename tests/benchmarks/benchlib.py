@@ -2,15 +2,20 @@
 
 - `RssSampler`: peak resident set size of this process while a block runs, sampled every millisecond;
 - `spread`: median and spread (quartiles, min, max) of repeated timings;
-- `machine`: a one-line description of the machine a benchmark ran on.
+- `machine`: a one-line description of the machine a benchmark ran on;
+- `on_each_step`: call a function at every decoding step of the kit's cached loops while a block runs;
+- `report`: print a benchmark's JSON result and write it to a file when one is given.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class RssSampler:
@@ -66,3 +71,30 @@ def machine(threads: int | None = None, device: str = "cpu") -> str:
     """'<processor>, <n> cpus, threads=<t>, device=<d>' for the machine running the benchmark."""
     t = f", threads={threads}" if threads is not None else ""
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus{t}, device={device}"
+
+
+@contextmanager
+def on_each_step(record):
+    """While the block runs, every `PolicyStepper.step(tok)` of the kit's cached decoding loops first calls
+    `record(stepper, tok)` (the stepper's cache and mask are those before the step)."""
+    from gcrm_kit.filtering.cached_decoding import PolicyStepper
+
+    step = PolicyStepper.step
+
+    def recording(self, tok):
+        record(self, tok)
+        return step(self, tok)
+    PolicyStepper.step = recording
+    try:
+        yield
+    finally:
+        PolicyStepper.step = step
+
+
+def report(out: dict, path: str | None) -> dict:
+    """Print `out` as indented JSON and, when `path` is given, write it there too; returns `out`."""
+    text = json.dumps(out, indent=1)
+    print(text)
+    if path:
+        Path(path).write_text(text)
+    return out
